@@ -1,0 +1,129 @@
+// koffi bindings to the libc/kernel calls vhostd needs. Pointers to memory the
+// process mapped itself are passed as plain numbers (addresses fit in 2^53).
+import { koffi, libc } from './koffi.js';
+import { check } from './errors.js';
+
+const fn = (sig: string) => libc.func(sig);
+
+export const raw = {
+  close: fn('int close(int fd)'),
+  fcntl: fn('int fcntl(int fd, int cmd, int arg)'),
+  read: fn('intptr_t read(int fd, _Out_ void *buf, size_t len)'),
+  write: fn('intptr_t write(int fd, const void *buf, size_t len)'),
+  pread: fn('intptr_t pread(int fd, _Out_ void *buf, size_t len, int64_t off)'),
+  pwrite: fn('intptr_t pwrite(int fd, const void *buf, size_t len, int64_t off)'),
+  preadAddr: libc.func('pread', 'intptr_t', ['int', 'intptr_t', 'size_t', 'int64_t']),
+  pwriteAddr: libc.func('pwrite', 'intptr_t', ['int', 'intptr_t', 'size_t', 'int64_t']),
+  open: fn('int open(const char *path, int flags, uint32_t mode)'),
+  fsync: fn('int fsync(int fd)'),
+  fdatasync: fn('int fdatasync(int fd)'),
+  fallocate: fn('int fallocate(int fd, int mode, int64_t off, int64_t len)'),
+  ftruncate: fn('int ftruncate(int fd, int64_t len)'),
+  ioctlAddr: libc.func('ioctl', 'int', ['int', 'unsigned long', 'intptr_t']),
+  ioctlBuf: libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
+  memfdCreate: fn('int memfd_create(const char *name, unsigned int flags)'),
+  mmap: libc.func('mmap', 'intptr_t', ['intptr_t', 'size_t', 'int', 'int', 'int', 'int64_t']),
+  munmap: libc.func('munmap', 'int', ['intptr_t', 'size_t']),
+  eventfd: fn('int eventfd(unsigned int initval, int flags)'),
+  getpid: fn('int getpid()'),
+  gettid: fn('int gettid()'),
+  sysconf: fn('long sysconf(int name)'),
+  schedSetaffinity: fn('int sched_setaffinity(int pid, size_t size, const void *mask)'),
+  schedGetaffinity: fn('int sched_getaffinity(int pid, size_t size, _Out_ void *mask)'),
+};
+
+export const O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0o100, O_EXCL = 0o200, O_TRUNC = 0o1000;
+export const O_NONBLOCK = 0o4000, O_DIRECT = 0o40000, O_CLOEXEC = 0o2000000, O_DSYNC = 0o10000;
+export const F_GETFL = 3, F_SETFL = 4, F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
+export const PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_POPULATE = 0x8000;
+export const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
+export const EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000, EFD_SEMAPHORE = 1;
+export const FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2, FALLOC_FL_ZERO_RANGE = 0x10;
+const MAP_FAILED = -1;
+
+export function close(fd: number): void { check('close', raw.close(fd)); }
+export function closeQuiet(fd: number): void { if (fd >= 0) raw.close(fd); }
+
+export function setNonBlocking(fd: number, on = true): void {
+  const fl = check('fcntl(F_GETFL)', raw.fcntl(fd, F_GETFL, 0));
+  check('fcntl(F_SETFL)', raw.fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK));
+}
+
+export function setCloexec(fd: number): void { check('fcntl(F_SETFD)', raw.fcntl(fd, F_SETFD, FD_CLOEXEC)); }
+
+export function open(path: string, flags: number, mode = 0o644): number {
+  return check('open', raw.open(path, flags | O_CLOEXEC, mode), path);
+}
+
+export function pread(fd: number, buf: Uint8Array, off: number): number {
+  return check('pread', Number(raw.pread(fd, buf, buf.byteLength, off)));
+}
+
+export function pwrite(fd: number, buf: Uint8Array, off: number): number {
+  return check('pwrite', Number(raw.pwrite(fd, buf, buf.byteLength, off)));
+}
+
+export function fsync(fd: number): void { check('fsync', raw.fsync(fd)); }
+export function fdatasync(fd: number): void { check('fdatasync', raw.fdatasync(fd)); }
+export function fallocate(fd: number, mode: number, off: number, len: number): void {
+  check('fallocate', raw.fallocate(fd, mode, off, len));
+}
+export function ftruncate(fd: number, len: number): void { check('ftruncate', raw.ftruncate(fd, len)); }
+
+export function ioctl(fd: number, request: number, arg: Uint8Array | number): number {
+  const r = typeof arg === 'number' ? raw.ioctlAddr(fd, request, arg) : raw.ioctlBuf(fd, request, arg);
+  return check('ioctl', r);
+}
+
+export function memfdCreate(name: string, size: number, flags = MFD_CLOEXEC): number {
+  const fd = check('memfd_create', raw.memfdCreate(name, flags), name);
+  try { ftruncate(fd, size); } catch (e) { raw.close(fd); throw e; }
+  return fd;
+}
+
+/** Maps fd (or anonymous memory when fd < 0) and returns the address as a number. */
+export function mmap(len: number, fd = -1, offset = 0, prot = PROT_READ | PROT_WRITE,
+  flags = fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED): number {
+  const addr = Number(raw.mmap(0, len, prot, flags, fd, offset));
+  if (addr === MAP_FAILED) check('mmap', -1, `len=${len} fd=${fd} offset=${offset}`);
+  return addr;
+}
+
+export function munmap(addr: number, len: number): void { check('munmap', raw.munmap(addr, len)); }
+
+/** An ArrayBuffer over memory this process has mapped (no copy). */
+export function view(addr: number, len: number): ArrayBuffer { return koffi.view(addr, len); }
+
+export function eventfd(initval = 0, flags = EFD_NONBLOCK | EFD_CLOEXEC): number {
+  return check('eventfd', raw.eventfd(initval, flags));
+}
+
+const one = new BigUint64Array([1n]);
+const oneBytes = new Uint8Array(one.buffer);
+const drainBuf = new Uint8Array(8);
+
+/** Signals an eventfd (adds 1). Returns false if the counter is saturated or fd is bad. */
+export function eventfdSignal(fd: number): boolean { return Number(raw.write(fd, oneBytes, 8)) === 8; }
+
+/** Reads and clears a non-blocking eventfd; returns whether it was signalled. */
+export function eventfdDrain(fd: number): boolean { return Number(raw.read(fd, drainBuf, 8)) === 8; }
+
+export function gettid(): number { return raw.gettid(); }
+export function getpid(): number { return raw.getpid(); }
+
+/** Pins the thread `tid` (0 = calling thread) to the given CPUs. */
+export function setAffinity(tid: number, cpus: number[]): void {
+  const mask = new Uint8Array(128);
+  for (const c of cpus) mask[c >> 3] |= 1 << (c & 7);
+  check('sched_setaffinity', raw.schedSetaffinity(tid, mask.length, mask), `cpus ${cpus.join(',')}`);
+}
+
+export function getAffinity(tid = 0): number[] {
+  const mask = new Uint8Array(128);
+  check('sched_getaffinity', raw.schedGetaffinity(tid, mask.length, mask));
+  const cpus: number[] = [];
+  for (let i = 0; i < mask.length * 8; i++) if (mask[i >> 3] & (1 << (i & 7))) cpus.push(i);
+  return cpus;
+}
+
+export function onlineCpus(): number { return Number(raw.sysconf(84 /* _SC_NPROCESSORS_ONLN */)); }
