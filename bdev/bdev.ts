@@ -1,0 +1,55 @@
+// Control-plane view of a block device. Modules subclass Bdev; reactors only ever
+// see the plain BdevChannelSpec it produces.
+import { randomUUID } from 'node:crypto';
+import { BdevChannelSpec, IoTypeName } from './types.js';
+import { createStats, MAX_REACTORS } from './stats.js';
+
+export interface ConfigCall { method: string; params: Record<string, unknown> }
+
+export interface BdevOptions {
+  name: string;
+  blockSize: number;
+  numBlocks: number;
+  uuid?: string;
+  ioTypes: IoTypeName[];
+  maxIoBlocks?: number;
+}
+
+export abstract class Bdev {
+  readonly name: string;
+  readonly aliases: string[] = [];
+  readonly uuid: string;
+  readonly blockSize: number;
+  numBlocks: number;
+  readonly ioTypes: ReadonlySet<IoTypeName>;
+  readonly maxIoBlocks: number;
+  readonly stats: SharedArrayBuffer = createStats(MAX_REACTORS);
+  /** Name of the owner holding an exclusive claim (e.g. a vhost controller), if any. */
+  claimedBy: string | null = null;
+  abstract readonly module: string;
+
+  constructor(o: BdevOptions) {
+    this.name = o.name;
+    this.uuid = o.uuid ?? randomUUID();
+    this.blockSize = o.blockSize;
+    this.numBlocks = o.numBlocks;
+    this.ioTypes = new Set(o.ioTypes);
+    this.maxIoBlocks = o.maxIoBlocks ?? 0;
+  }
+
+  channelSpec(): BdevChannelSpec {
+    return {
+      name: this.name, module: this.module, blockSize: this.blockSize, numBlocks: this.numBlocks,
+      stats: this.stats, maxIoBlocks: this.maxIoBlocks, data: this.channelData(),
+    };
+  }
+
+  /** Module data a reactor needs to open a channel (addresses, fds, flags). */
+  protected abstract channelData(): Record<string, unknown>;
+  /** The RPC call that recreates this bdev (for save_config). */
+  abstract configCall(): ConfigCall;
+  /** driver_specific section of bdev_get_bdevs, if any. */
+  driverSpecific(): Record<string, unknown> | undefined { return undefined; }
+  /** Releases the bdev's resources once no reactor uses it any more. */
+  abstract destroy(): Promise<void> | void;
+}

@@ -1,0 +1,63 @@
+// The set of bdevs known to the process, by name and alias.
+import { Bdev } from './bdev.js';
+
+export class BdevError extends Error {
+  constructor(readonly code: 'exists' | 'not_found' | 'claimed' | 'invalid', message: string) {
+    super(message);
+    this.name = 'BdevError';
+  }
+}
+
+export class BdevRegistry {
+  private readonly byName = new Map<string, Bdev>();
+
+  register(bdev: Bdev): void {
+    if (this.byName.has(bdev.name)) {
+      throw new BdevError('exists', `bdev '${bdev.name}' already exists: pick another name or delete the existing one first`);
+    }
+    this.byName.set(bdev.name, bdev);
+  }
+
+  /** Looks a bdev up by name, alias or UUID. */
+  find(name: string): Bdev | undefined {
+    const b = this.byName.get(name);
+    if (b) return b;
+    for (const x of this.byName.values()) if (x.uuid === name || x.aliases.includes(name)) return x;
+    return undefined;
+  }
+
+  get(name: string): Bdev {
+    const b = this.find(name);
+    if (!b) throw new BdevError('not_found', `bdev '${name}' does not exist (see bdev_get_bdevs)`);
+    return b;
+  }
+
+  list(): Bdev[] { return [...this.byName.values()]; }
+
+  claim(name: string, owner: string): Bdev {
+    const b = this.get(name);
+    if (b.claimedBy && b.claimedBy !== owner) {
+      throw new BdevError('claimed', `bdev '${b.name}' is already claimed by ${b.claimedBy}`);
+    }
+    b.claimedBy = owner;
+    return b;
+  }
+
+  release(name: string, owner: string): void {
+    const b = this.find(name);
+    if (b && b.claimedBy === owner) b.claimedBy = null;
+  }
+
+  /** Removes an unclaimed bdev and frees it. */
+  async unregister(name: string, module?: string): Promise<void> {
+    const b = this.get(name);
+    if (module && b.module !== module) {
+      throw new BdevError('invalid', `bdev '${b.name}' is a ${b.module} bdev, not a ${module} bdev`);
+    }
+    if (b.claimedBy) {
+      throw new BdevError('claimed', `bdev '${b.name}' is in use by ${b.claimedBy}: remove that first`);
+    }
+    this.byName.delete(b.name);
+    await b.destroy();
+  }
+}
