@@ -1,0 +1,16 @@
+// Target name -> driver.
+import { fixtureNull } from "./fixture.js";
+import { qsdFile, qsdNull } from "./qsd.js";
+import type { DriverEnv, TargetDriver } from "./target.js";
+import { vhostd, vhostdNames } from "./vhostd.js";
+
+export const TARGET_HELP = "qsd-null, qsd-file:PATH, qsd-file-direct:PATH, vhostd-null, vhostd-malloc, fixture-null";
+
+export function makeDriver(env: DriverEnv, name: string): TargetDriver {
+  if (name === "qsd-null") return qsdNull(env);
+  if (name === "fixture-null") return fixtureNull(env);
+  if (vhostdNames.includes(name)) return vhostd(env, name);
+  const m = /^(qsd-file|qsd-file-direct):(.+)$/.exec(name);
+  if (m) return qsdFile(env, name, m[2], m[1] === "qsd-file-direct");
+  throw new Error(`unknown target '${name}' (known: ${TARGET_HELP})`);
+}

@@ -1,0 +1,17 @@
+// Target driver contract: start() -> running instance with a socket, stop() -> gone.
+export interface TargetInstance {
+  socket: string;
+  stop(): Promise<void>;
+}
+
+export interface TargetDriver {
+  name: string;        // as given in --targets, e.g. "qsd-file:/tmp/x.img"
+  start(workDir: string): Promise<TargetInstance>;
+}
+
+export interface DriverEnv {
+  repoRoot: string;    // for dist/src/cli/vhostd.js
+  fixtureBin: string;  // built test-target
+  targetCpu: string;   // taskset list for the target, e.g. "0"
+  lifetimeS: number;   // safety-net `timeout` for each target instance
+}
