@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { IoUring, ioUringAvailable } from '../native/io_uring.js';
 import { LinuxAio } from '../native/linux_aio.js';
 import type { AsyncIoEngine } from '../native/async_io.js';
@@ -27,7 +28,7 @@ function makeFile(p: string): void {
   close(fd);
 }
 
-interface Result { ops: number; errors: number; secs: number; heapDeltaKiB: number }
+interface Result { ops: number; errors: number; secs: number }
 
 /** Keeps QD reads in flight; each completion immediately re-arms its slot. */
 function randRead(io: AsyncIoEngine, fd: number, secs: number): Result {
@@ -50,7 +51,6 @@ function randRead(io: AsyncIoEngine, fd: number, secs: number): Result {
     },
   };
   for (let s = 0; s < QD; s++) arm(s);
-  const heap0 = process.memoryUsage().heapUsed;
   const t0 = performance.now(), end = t0 + secs * 1000;
   let now = t0;
   while (now < end) {
@@ -60,26 +60,33 @@ function randRead(io: AsyncIoEngine, fd: number, secs: number): Result {
     if ((ops & 1023) < 32) now = performance.now();
   }
   const elapsed = (performance.now() - t0) / 1000;
-  const heapDeltaKiB = Math.round((process.memoryUsage().heapUsed - heap0) / 1024);
   const drain = { onCqe(): void { inflight--; } };
   while (inflight > 0) { io.submitAndWait(1); io.reap(drain); }
   munmap(buf, bufLen);
-  return { ops, errors, secs: elapsed, heapDeltaKiB };
+  return { ops, errors, secs: elapsed };
 }
 
-function report(label: string, r: Result): void {
+// Young-generation GCs during the measured run (allocation-free hot path => ~0).
+let gcs = 0;
+new PerformanceObserver((l) => { gcs += l.getEntries().length; }).observe({ entryTypes: ['gc'] });
+const settle = () => new Promise((r) => setTimeout(r, 20));
+
+function report(label: string, r: Result, gc: number): void {
   const kops = r.ops / r.secs / 1000;
   console.log(`${label.padEnd(34)} ${kops.toFixed(1).padStart(8)} kIOPS  ${(kops * BS / 1024).toFixed(0).padStart(6)} MiB/s` +
-    `  errors=${r.errors}  heapΔ=${r.heapDeltaKiB} KiB`);
+    `  errors=${r.errors}  GCs=${gc}`);
 }
 
-function runEngine(label: string, make: () => AsyncIoEngine, file: string, flags: number): void {
+async function runEngine(label: string, make: () => AsyncIoEngine, file: string, flags: number): Promise<void> {
   let fd = -1, io: AsyncIoEngine | undefined;
   try {
     fd = open(file, O_RDONLY | flags);
     io = make();
     randRead(io, fd, Math.min(0.2, SECS)); // warm-up
-    report(label, randRead(io, fd, SECS));
+    await settle(); gcs = 0;
+    const r = randRead(io, fd, SECS);
+    await settle();
+    report(label, r, gcs);
   } catch (e) {
     console.log(`${label.padEnd(34)} skipped: ${e instanceof Error ? e.message : e}`);
   } finally {
@@ -98,10 +105,10 @@ try {
   const depth = Math.max(QD, 1);
   for (const [mode, flags] of [['page cache', 0], ['O_DIRECT', O_DIRECT]] as const) {
     if (u.ok) {
-      runEngine(`io_uring        ${mode}`, () => IoUring.create(depth), file, flags);
-      runEngine(`io_uring sqpoll ${mode}`, () => IoUring.create(depth, { sqpoll: true }), file, flags);
+      await runEngine(`io_uring        ${mode}`, () => IoUring.create(depth), file, flags);
+      await runEngine(`io_uring sqpoll ${mode}`, () => IoUring.create(depth, { sqpoll: true }), file, flags);
     }
-    runEngine(`linux-aio       ${mode}`, () => LinuxAio.create(depth), file, flags);
+    await runEngine(`linux-aio       ${mode}`, () => LinuxAio.create(depth), file, flags);
   }
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
