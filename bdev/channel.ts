@@ -1,0 +1,79 @@
+// Reactor-side access to a bdev: a per-reactor channel, the statistics it keeps,
+// and the registry of module channel factories.
+import { BdevIo } from './bdev_io.js';
+import { BdevChannelSpec, IoStatus, IoType } from './types.js';
+import { histBucket, S, SLOT_DOUBLES } from './stats.js';
+
+export abstract class BdevChannel {
+  readonly blockSize: number;
+  readonly numBlocks: number;
+  private readonly st: Float64Array;
+
+  constructor(readonly spec: BdevChannelSpec, reactorIndex: number) {
+    this.blockSize = spec.blockSize;
+    this.numBlocks = spec.numBlocks;
+    this.st = new Float64Array(spec.stats, reactorIndex * SLOT_DOUBLES * 8, SLOT_DOUBLES);
+  }
+
+  /** Starts an I/O; the module calls this.complete(io, status) exactly once, now or later. */
+  submit(io: BdevIo): void {
+    io.channel = this;
+    io.startNs = performance.now() * 1e6;
+    if (io.offsetBlocks + io.numBlocks > this.numBlocks || io.offsetBlocks < 0) {
+      this.complete(io, IoStatus.OUT_OF_RANGE);
+      return;
+    }
+    this.submitIo(io);
+  }
+
+  protected abstract submitIo(io: BdevIo): void;
+
+  /** Reaps completions of asynchronous modules; returns how many. */
+  poll(): number { return 0; }
+  /** An fd that becomes readable when poll() has work (interrupt mode), or -1. */
+  eventFd(): number { return -1; }
+  /** I/Os submitted and not completed. */
+  inflight(): number { return 0; }
+  destroy(): void { /* nothing by default */ }
+
+  complete(io: BdevIo, status: number): void {
+    io.status = status;
+    const st = this.st;
+    const lat = performance.now() * 1e6 - io.startNs;
+    if (status !== IoStatus.SUCCESS) {
+      st[S.ERRORS]++;
+    } else {
+      switch (io.type) {
+        case IoType.READ:
+          st[S.READ_OPS]++; st[S.READ_BYTES] += io.bytes; st[S.READ_LAT] += lat;
+          if (lat > st[S.READ_LAT_MAX]) st[S.READ_LAT_MAX] = lat;
+          if (lat < st[S.READ_LAT_MIN] || st[S.READ_LAT_MIN] === 0) st[S.READ_LAT_MIN] = lat;
+          break;
+        case IoType.WRITE:
+          st[S.WRITE_OPS]++; st[S.WRITE_BYTES] += io.bytes; st[S.WRITE_LAT] += lat;
+          if (lat > st[S.WRITE_LAT_MAX]) st[S.WRITE_LAT_MAX] = lat;
+          if (lat < st[S.WRITE_LAT_MIN] || st[S.WRITE_LAT_MIN] === 0) st[S.WRITE_LAT_MIN] = lat;
+          break;
+        case IoType.UNMAP:
+          st[S.UNMAP_OPS]++; st[S.UNMAP_BYTES] += io.numBlocks * this.blockSize; st[S.UNMAP_LAT] += lat; break;
+        case IoType.FLUSH: st[S.FLUSH_OPS]++; st[S.FLUSH_LAT] += lat; break;
+        case IoType.WRITE_ZEROES:
+          st[S.WZ_OPS]++; st[S.WZ_BYTES] += io.numBlocks * this.blockSize; st[S.WZ_LAT] += lat; break;
+        case IoType.RESET: st[S.RESETS]++; break;
+      }
+      st[S.HIST + histBucket(lat)]++;
+    }
+    io.sink.onBdevIoDone(io);
+  }
+}
+
+export type ChannelFactory = (spec: BdevChannelSpec, reactorIndex: number) => BdevChannel;
+const factories = new Map<string, ChannelFactory>();
+
+export function registerChannelFactory(module: string, f: ChannelFactory): void { factories.set(module, f); }
+
+export function openChannel(spec: BdevChannelSpec, reactorIndex: number): BdevChannel {
+  const f = factories.get(spec.module);
+  if (!f) throw new Error(`no reactor-side driver for bdev module '${spec.module}'`);
+  return f(spec, reactorIndex);
+}

@@ -1,0 +1,156 @@
+// A reactor: a worker thread pinned to one CPU that runs pollers in a loop and sleeps
+// in epoll when idle (interrupt mode). Control messages arrive on a MessagePort that is
+// read only when the shared counter says something is there.
+import { workerData, receiveMessageOnPort, MessagePort } from 'node:worker_threads';
+import { setAffinity, gettid, eventfdDrain } from '../../native/libc.js';
+import { Epoll } from '../../native/epoll.js';
+import { Poller, TimedPoller } from './poller.js';
+import * as M from './mailbox.js';
+import { BdevChannel, openChannel } from '../../bdev/channel.js';
+import { BdevChannelSpec } from '../../bdev/types.js';
+
+export type OpHandler = (r: Reactor, args: any, reply: (result: unknown) => void) => void;
+const ops = new Map<string, OpHandler>();
+/** Modules loaded into the reactor register the control operations they serve. */
+export function registerOp(op: string, h: OpHandler): void { ops.set(op, h); }
+
+export class Reactor {
+  readonly index: number;
+  readonly cpu: number;
+  readonly tid: number;
+  private pollers: Poller[] = [];
+  private readonly timed: { p: TimedPoller; next: number }[] = [];
+  private readonly mbox: Int32Array;
+  private readonly st: Float64Array;
+  private seen = 0;
+  private running = true;
+  private readonly epoll = new Epoll(64);
+  private readonly channels = new Map<string, { ch: BdevChannel; refs: number }>();
+
+  constructor(readonly init: M.ReactorInit, private readonly port: MessagePort) {
+    this.index = init.index;
+    this.cpu = init.cpu;
+    this.tid = gettid();
+    setAffinity(0, [init.cpu]);
+    this.mbox = new Int32Array(init.mailbox);
+    this.st = new Float64Array(init.stats);
+    this.epoll.add(init.wakeFd);
+  }
+
+  addPoller(p: Poller): void {
+    this.pollers = [...this.pollers, p];
+    for (const fd of p.wakeFds()) this.epoll.add(fd);
+    this.st[M.ST_POLLERS] = this.pollers.length;
+  }
+
+  removePoller(p: Poller): void {
+    this.pollers = this.pollers.filter((x) => x !== p);
+    for (const fd of p.wakeFds()) this.epoll.remove(fd);
+    this.st[M.ST_POLLERS] = this.pollers.length;
+  }
+
+  addTimedPoller(p: TimedPoller): void { this.timed.push({ p, next: performance.now() + p.periodMs }); }
+
+  /** Opens (or shares) this reactor's channel to a bdev. */
+  openChannel(spec: BdevChannelSpec): BdevChannel {
+    const e = this.channels.get(spec.name);
+    if (e) { e.refs++; return e.ch; }
+    const ch = openChannel(spec, this.index);
+    this.channels.set(spec.name, { ch, refs: 1 });
+    const efd = ch.eventFd();
+    if (ch.poll !== BdevChannel.prototype.poll) {
+      this.addPoller({ name: `bdev:${spec.name}`, poll: () => ch.poll(), wakeFds: () => (efd >= 0 ? [efd] : []),
+        armInterrupt: () => ch.inflight() === 0 || efd >= 0, disarmInterrupt: () => {} });
+    }
+    return ch;
+  }
+
+  closeChannel(name: string): void {
+    const e = this.channels.get(name);
+    if (!e || --e.refs > 0) return;
+    this.channels.delete(name);
+    const p = this.pollers.find((x) => x.name === `bdev:${name}`);
+    if (p) this.removePoller(p);
+    e.ch.destroy();
+  }
+
+  emit(event: string, data: unknown): void { this.port.postMessage({ event, data } satisfies M.ReactorEvent); }
+
+  private drainMessages(): void {
+    for (;;) {
+      const m = receiveMessageOnPort(this.port);
+      if (!m) return;
+      const req = m.message as M.ReactorRequest;
+      const reply = (result: unknown) => this.port.postMessage({ id: req.id, ok: true, result } satisfies M.ReactorReply);
+      try {
+        if (req.op === 'stop') { this.running = false; reply(null); continue; }
+        const h = ops.get(req.op);
+        if (!h) throw new Error(`reactor ${this.index}: unknown operation '${req.op}'`);
+        h(this, req.args, reply);
+      } catch (e) {
+        this.port.postMessage({ id: req.id, ok: false, error: (e as Error).message } satisfies M.ReactorReply);
+      }
+    }
+  }
+
+  run(): void {
+    const mbox = this.mbox, st = this.st, idleSleepMs = this.init.idleSleepMs;
+    let last = performance.now(), lastWork = last;
+    while (this.running) {
+      const seq = Atomics.load(mbox, M.MB_SEQ);
+      if (seq !== this.seen) { this.seen = seq; this.drainMessages(); }
+      const pollers = this.pollers;
+      let work = 0;
+      for (let i = 0; i < pollers.length; i++) work += pollers[i].poll();
+      const now = performance.now();
+      if (this.timed.length > 0) this.runTimed(now);
+      const dt = (now - last) * 1e6;
+      last = now;
+      st[M.ST_ROUNDS]++;
+      if (work > 0) { st[M.ST_BUSY_NS] += dt; lastWork = now; continue; }
+      st[M.ST_IDLE_NS] += dt;
+      if (idleSleepMs >= 0 && now - lastWork >= idleSleepMs) {
+        this.sleep();
+        last = lastWork = performance.now();
+      }
+    }
+    for (const { ch } of this.channels.values()) ch.destroy();
+  }
+
+  private runTimed(now: number): void {
+    for (const t of this.timed) if (now >= t.next) { t.next = now + t.p.periodMs; t.p.run(now); }
+  }
+
+  /** Interrupt mode: arm every poller, then block in epoll until an fd or the wake eventfd fires. */
+  private sleep(): void {
+    const mbox = this.mbox;
+    Atomics.store(mbox, M.MB_SLEEPING, 1);
+    let armed = 0, ok = Atomics.load(mbox, M.MB_SEQ) === this.seen;
+    for (; ok && armed < this.pollers.length; armed++) ok = this.pollers[armed].armInterrupt();
+    if (ok) {
+      let timeout = -1;
+      if (this.timed.length > 0) {
+        const now = performance.now();
+        timeout = Math.max(0, Math.ceil(Math.min(...this.timed.map((t) => t.next)) - now));
+      }
+      this.st[M.ST_SLEEPS]++;
+      this.epoll.wait(timeout);
+      eventfdDrain(this.init.wakeFd);
+      this.st[M.ST_WAKEUPS]++;
+    }
+    for (let i = 0; i < armed; i++) this.pollers[i].disarmInterrupt();
+    Atomics.store(mbox, M.MB_SLEEPING, 0);
+  }
+}
+
+async function main(): Promise<void> {
+  const { init, port } = workerData as { init: M.ReactorInit; port: MessagePort };
+  // Targets and bdev modules register their reactor-side parts on import.
+  await import('./reactor_modules.js');
+  const r = new Reactor(init, port);
+  port.postMessage({ event: 'ready', data: { index: r.index, tid: r.tid } } satisfies M.ReactorEvent);
+  r.run();
+  port.close();
+}
+
+if (workerData && (workerData as { init?: unknown }).init) void main();

@@ -1,0 +1,4 @@
+// Everything a reactor thread serves: bdev channel drivers and target queue handlers.
+import '../../bdev/null/null_channel.js';
+import '../../bdev/malloc/malloc_channel.js';
+import '../../targets/blk/blk_reactor.js';

@@ -1,0 +1,48 @@
+// vhost controller methods, with SPDK's names and parameters.
+import { MethodRegistry } from '../registry.js';
+import { RpcCode, RpcError } from '../errors.js';
+import { VhostError, VhostManager } from '../../vhost/manager.js';
+
+const codes: Record<VhostError['code'], number> = {
+  exists: RpcCode.EEXIST, not_found: RpcCode.ENODEV, busy: RpcCode.EBUSY, invalid: RpcCode.EINVAL,
+};
+
+function wrap<T>(f: () => T): T {
+  try { return f(); } catch (e) {
+    if (e instanceof VhostError) throw new RpcError(codes[e.code], e.message);
+    throw e;
+  }
+}
+
+export function registerVhostMethods(rpc: MethodRegistry, vhost: () => VhostManager): void {
+  rpc.register('vhost_create_blk_controller', {
+    ctrlr: { type: 'string', required: true, desc: 'controller name, also the socket file name' },
+    dev_name: { type: 'string', required: true, desc: 'bdev to serve' },
+    cpumask: { type: 'string', desc: 'reactors for the queues, e.g. 0x3 or [0,1]' },
+    readonly: { type: 'bool' },
+    packed_ring: { type: 'bool' },
+    packed_ring_recovery: { type: 'bool' },
+    transport: { type: 'string', choices: ['vhost_user_blk'] },
+  }, (p) => { wrap(() => vhost().createBlk(p)); return true; }, { help: 'Create a vhost-user-blk controller' });
+
+  rpc.register('vhost_get_controllers', {
+    name: { type: 'string', desc: 'controller name' },
+  }, (p) => wrap(() => vhost().list(p.name)), { help: 'List vhost controllers' });
+
+  rpc.register('vhost_delete_controller', {
+    ctrlr: { type: 'string', required: true },
+  }, async (p) => {
+    try { await vhost().remove(p.ctrlr); } catch (e) {
+      if (e instanceof VhostError) throw new RpcError(codes[e.code], e.message);
+      throw e;
+    }
+    return true;
+  }, { help: 'Delete a vhost controller' });
+
+  rpc.register('vhost_controller_set_coalescing', {
+    ctrlr: { type: 'string', required: true },
+    delay_base_us: { type: 'int', required: true, min: 0, max: 1_000_000 },
+    iops_threshold: { type: 'int', required: true, min: 0 },
+  }, (p) => { wrap(() => vhost().setCoalescing(p.ctrlr, { delayBaseUs: p.delay_base_us, iopsThreshold: p.iops_threshold })); return true; },
+  { help: 'Set interrupt coalescing of a controller' });
+}

@@ -1,0 +1,411 @@
+// The vhost-user back end for one controller socket: one front end (QEMU) at a time,
+// messages handled strictly in order, guest memory mapped here and handed to reactors.
+import { recvWithFds, sendWithFds, unixAccept, unixListen } from '../../native/socket.js';
+import { closeQuiet } from '../../native/libc.js';
+import { FdLoop } from './fd_loop.js';
+import * as P from './protocol.js';
+import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError } from './memory_table.js';
+import { VhostTarget, VringState } from './target.js';
+import { VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_RING_F_EVENT_IDX, bit } from '../virtio/constants.js';
+import { logger } from '../log.js';
+import { unlinkSync, existsSync } from 'node:fs';
+
+const log = logger('vhost');
+
+export class ProtocolError extends Error {}
+
+interface Message { req: number; flags: number; payload: Uint8Array; fds: number[] }
+
+export const SUPPORTED_PROTOCOL_FEATURES = (1n << BigInt(P.PF.MQ)) | (1n << BigInt(P.PF.REPLY_ACK)) |
+  (1n << BigInt(P.PF.CONFIG)) | (1n << BigInt(P.PF.RESET_DEVICE)) | (1n << BigInt(P.PF.CONFIGURE_MEM_SLOTS)) |
+  (1n << BigInt(P.PF.STATUS));
+
+function newVring(index: number): VringState {
+  return { index, num: 0, descUaddr: 0, availUaddr: 0, usedUaddr: 0, addrSet: false, lastAvail: 0,
+    kickFd: -1, callFd: -1, errFd: -1, enabled: false, started: false, reactor: -1 };
+}
+
+export class VhostUserDevice {
+  private listenFd = -1;
+  private connFd = -1;
+  private rbuf = new Uint8Array(P.HDR_SIZE + P.MAX_PAYLOAD);
+  private rlen = 0;
+  private rfds: number[] = [];
+  private queue: Message[] = [];
+  private busy = false;
+  features = 0n;
+  protocolFeatures = 0n;
+  private featuresSet = false;
+  status = 0;
+  regions: MappedRegion[] = [];
+  vrings: VringState[];
+  messages = 0;
+  private closed = false;
+
+  constructor(readonly target: VhostTarget, readonly socketPath: string, private readonly loop: FdLoop) {
+    this.vrings = Array.from({ length: target.maxQueues }, (_, i) => newVring(i));
+  }
+
+  listen(): void {
+    if (existsSync(this.socketPath)) unlinkSync(this.socketPath);
+    this.listenFd = unixListen(this.socketPath);
+    this.loop.watch(this.listenFd, () => this.onAccept());
+  }
+
+  get connected(): boolean { return this.connFd >= 0; }
+
+  private onAccept(): void {
+    for (;;) {
+      const fd = unixAccept(this.listenFd);
+      if (fd < 0) return;
+      if (this.connFd >= 0) {
+        log.warn(`${this.target.ctrlr}: refusing a second front end while one is connected`);
+        closeQuiet(fd);
+        continue;
+      }
+      this.connFd = fd;
+      this.rlen = 0;
+      log.info(`${this.target.ctrlr}: front end connected`);
+      this.loop.watch(fd, () => this.onReadable());
+    }
+  }
+
+  private onReadable(): void {
+    const fd = this.connFd;
+    while (fd === this.connFd && fd >= 0) {
+      const want = this.rlen < P.HDR_SIZE ? P.HDR_SIZE - this.rlen : P.HDR_SIZE + this.payloadSize() - this.rlen;
+      let r;
+      try { r = recvWithFds(fd, this.rbuf, this.rlen, want); } catch (e) { this.disconnect(`read failed: ${(e as Error).message}`); return; }
+      for (const f of r.fds) this.rfds.push(f);
+      if (r.n === 0) { this.disconnect('front end closed the connection'); return; }
+      if (r.n < 0) return;
+      this.rlen += r.n;
+      if (this.rlen === P.HDR_SIZE) {
+        const size = this.payloadSize();
+        if (size > P.MAX_PAYLOAD) { this.disconnect(`message ${this.reqName()} announces a ${size}-byte payload (limit ${P.MAX_PAYLOAD})`); return; }
+        if ((this.hdrView().getUint32(4, true) & 0x3) !== P.FLAG_VERSION) { this.disconnect('message has an unsupported protocol version'); return; }
+      }
+      if (this.rlen >= P.HDR_SIZE && this.rlen === P.HDR_SIZE + this.payloadSize()) {
+        const dv = this.hdrView();
+        this.queue.push({ req: dv.getUint32(0, true), flags: dv.getUint32(4, true),
+          payload: this.rbuf.slice(P.HDR_SIZE, this.rlen), fds: this.rfds });
+        this.rfds = [];
+        this.rlen = 0;
+        void this.pump();
+      }
+    }
+  }
+
+  private hdrView(): DataView { return new DataView(this.rbuf.buffer, 0, P.HDR_SIZE); }
+  private payloadSize(): number { return this.hdrView().getUint32(8, true); }
+  private reqName(): string { return P.REQ_NAMES[this.hdrView().getUint32(0, true)] ?? `request ${this.hdrView().getUint32(0, true)}`; }
+
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (this.queue.length > 0 && this.connFd >= 0) {
+        const m = this.queue.shift()!;
+        await this.handle(m);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private hasPF(f: number): boolean { return (this.protocolFeatures & (1n << BigInt(f))) !== 0n; }
+
+  private async handle(m: Message): Promise<void> {
+    this.messages++;
+    const name = P.REQ_NAMES[m.req] ?? `unknown request ${m.req}`;
+    log.debug(`${this.target.ctrlr}: ${name} size=${m.payload.length} fds=${m.fds.length}`);
+    const wantAck = (m.flags & P.FLAG_NEED_REPLY) !== 0 && this.hasPF(P.PF.REPLY_ACK);
+    let fdsUsed = false;
+    try {
+      const reply = await this.dispatch(m, () => { fdsUsed = true; });
+      if (reply) this.send(m.req, reply);
+      else if (wantAck) this.sendU64(m.req, 0n);
+    } catch (e) {
+      const why = (e as Error).message;
+      if (wantAck && !(e instanceof FatalError)) {
+        log.error(`${this.target.ctrlr}: ${name} refused: ${why}`);
+        this.sendU64(m.req, 1n);
+      } else {
+        this.disconnect(`${name}: ${why}`);
+      }
+    } finally {
+      if (!fdsUsed) for (const fd of m.fds) closeQuiet(fd);
+    }
+  }
+
+  private send(req: number, payload: Uint8Array): void {
+    const out = new Uint8Array(P.HDR_SIZE + payload.length);
+    const dv = new DataView(out.buffer);
+    dv.setUint32(0, req, true);
+    dv.setUint32(4, P.FLAG_VERSION | P.FLAG_REPLY, true);
+    dv.setUint32(8, payload.length, true);
+    out.set(payload, P.HDR_SIZE);
+    try { sendWithFds(this.connFd, out); } catch (e) { this.disconnect(`reply failed: ${(e as Error).message}`); }
+  }
+
+  private sendU64(req: number, v: bigint): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, v, true);
+    this.send(req, b);
+  }
+
+  private vring(index: number): VringState {
+    if (index >= this.vrings.length) throw new ProtocolError(`vring ${index} does not exist (the device has ${this.vrings.length})`);
+    return this.vrings[index];
+  }
+
+  /** Handles one message; returns a reply payload for requests that have one. */
+  private async dispatch(m: Message, useFds: () => void): Promise<Uint8Array | null> {
+    const p = m.payload, dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+    const need = (n: number) => { if (p.length < n) throw new FatalError(`payload is ${p.length} bytes, expected ${n}`); };
+    const u64 = (v: bigint) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, v, true); return b; };
+    switch (m.req) {
+      case P.REQ.GET_FEATURES:
+        return u64(this.target.features() | bit(VHOST_USER_F_PROTOCOL_FEATURES));
+      case P.REQ.SET_FEATURES: {
+        need(8);
+        const f = dv.getBigUint64(0, true);
+        const offered = this.target.features() | bit(VHOST_USER_F_PROTOCOL_FEATURES);
+        if ((f & ~offered) !== 0n) throw new ProtocolError(`features 0x${(f & ~offered).toString(16)} were not offered`);
+        if (this.vrings.some((v) => v.started) && f !== this.features) {
+          throw new ProtocolError('features cannot change while queues run');
+        }
+        this.features = f;
+        this.featuresSet = true;
+        return null;
+      }
+      case P.REQ.GET_PROTOCOL_FEATURES:
+        return u64(SUPPORTED_PROTOCOL_FEATURES);
+      case P.REQ.SET_PROTOCOL_FEATURES:
+        need(8);
+        this.protocolFeatures = dv.getBigUint64(0, true) & SUPPORTED_PROTOCOL_FEATURES;
+        return null;
+      case P.REQ.SET_OWNER:
+        return null;
+      case P.REQ.RESET_OWNER:
+      case P.REQ.RESET_DEVICE:
+        await this.reset();
+        return null;
+      case P.REQ.GET_QUEUE_NUM:
+        return u64(BigInt(this.target.maxQueues));
+      case P.REQ.GET_MAX_MEM_SLOTS:
+        return u64(BigInt(P.MAX_MEM_SLOTS));
+      case P.REQ.SET_MEM_TABLE: {
+        need(8);
+        const n = dv.getUint32(0, true);
+        if (n < 1 || n > P.MAX_MEM_REGIONS) throw new ProtocolError(`memory table has ${n} regions (1..${P.MAX_MEM_REGIONS} allowed)`);
+        need(8 + 32 * n);
+        if (m.fds.length !== n) throw new ProtocolError(`memory table has ${n} regions but ${m.fds.length} fds`);
+        useFds();
+        const parsed = [];
+        for (let i = 0; i < n; i++) {
+          try { parsed.push(parseRegion(dv, 8 + 32 * i)); } catch (e) { for (const fd of m.fds) closeQuiet(fd); throw e; }
+        }
+        const mapped: MappedRegion[] = [];
+        try {
+          for (let i = 0; i < n; i++) mapped.push(mapRegion(parsed[i], m.fds[i]));
+          checkOverlap(mapped);
+        } catch (e) {
+          for (const r of mapped) unmapRegion(r);
+          for (let i = mapped.length + 1; i < n; i++) closeQuiet(m.fds[i]);
+          throw e;
+        }
+        await this.replaceMemory(mapped);
+        return null;
+      }
+      case P.REQ.ADD_MEM_REG: {
+        need(40);
+        if (m.fds.length !== 1) throw new ProtocolError(`ADD_MEM_REG carries ${m.fds.length} fds, expected 1`);
+        useFds();
+        if (this.regions.length >= P.MAX_MEM_SLOTS) { closeQuiet(m.fds[0]); throw new ProtocolError('all memory slots are in use'); }
+        let r: MappedRegion;
+        try { r = mapRegion(parseRegion(dv, 8), m.fds[0]); } catch (e) { throw new ProtocolError((e as Error).message); }
+        try { checkOverlap([...this.regions, r]); } catch (e) { unmapRegion(r); throw e; }
+        await this.replaceMemory([...this.regions, r]);
+        return null;
+      }
+      case P.REQ.REM_MEM_REG: {
+        need(40);
+        const x = parseRegion(dv, 8);
+        const keep = this.regions.filter((r) => !(r.gpa === x.gpa && r.size === x.size && r.uaddr === x.uaddr));
+        if (keep.length === this.regions.length) throw new ProtocolError(`no memory region at gpa 0x${x.gpa.toString(16)}`);
+        await this.replaceMemory(keep);
+        return null;
+      }
+      case P.REQ.SET_VRING_NUM: {
+        need(8);
+        const v = this.vring(dv.getUint32(0, true)), num = dv.getUint32(4, true);
+        if (num < 1 || num > 32768 || (num & (num - 1)) !== 0) throw new ProtocolError(`vring size ${num} is not a power of two up to 32768`);
+        if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
+        v.num = num;
+        return null;
+      }
+      case P.REQ.SET_VRING_ADDR: {
+        need(40);
+        const v = this.vring(dv.getUint32(0, true));
+        const a = (o: number) => { const x = dv.getBigUint64(o, true); if (x >= 1n << 53n) throw new ProtocolError('vring address beyond 2^53'); return Number(x); };
+        if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
+        v.descUaddr = a(8); v.usedUaddr = a(16); v.availUaddr = a(24);
+        v.addrSet = true;
+        return null;
+      }
+      case P.REQ.SET_VRING_BASE: {
+        need(8);
+        const v = this.vring(dv.getUint32(0, true));
+        if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
+        v.lastAvail = dv.getUint32(4, true) & 0xffff;
+        return null;
+      }
+      case P.REQ.GET_VRING_BASE: {
+        need(8);
+        const v = this.vring(dv.getUint32(0, true));
+        await this.stopVring(v);
+        // the ring is stopped: it starts again only after a new kick fd
+        closeQuiet(v.kickFd); v.kickFd = -1;
+        const b = new Uint8Array(8), o = new DataView(b.buffer);
+        o.setUint32(0, v.index, true); o.setUint32(4, v.lastAvail, true);
+        return b;
+      }
+      case P.REQ.SET_VRING_KICK:
+      case P.REQ.SET_VRING_CALL:
+      case P.REQ.SET_VRING_ERR: {
+        need(8);
+        const x = dv.getUint32(0, true);
+        const v = this.vring(x & P.VRING_IDX_MASK);
+        const nofd = (x & P.VRING_NOFD_MASK) !== 0;
+        if (!nofd && m.fds.length !== 1) throw new ProtocolError(`expected one fd, got ${m.fds.length}`);
+        if (nofd && m.fds.length !== 0) throw new ProtocolError('fds sent with the no-fd flag');
+        useFds();
+        const fd = nofd ? -1 : m.fds[0];
+        if (m.req === P.REQ.SET_VRING_ERR) { closeQuiet(v.errFd); v.errFd = fd; return null; }
+        const running = v.started;
+        if (running) await this.stopVring(v);
+        if (m.req === P.REQ.SET_VRING_KICK) { closeQuiet(v.kickFd); v.kickFd = fd; }
+        else { closeQuiet(v.callFd); v.callFd = fd; }
+        if (m.req === P.REQ.SET_VRING_KICK && !this.hasFeature(VHOST_USER_F_PROTOCOL_FEATURES)) v.enabled = true;
+        await this.maybeStart(v);
+        return null;
+      }
+      case P.REQ.SET_VRING_ENABLE: {
+        need(8);
+        const v = this.vring(dv.getUint32(0, true));
+        v.enabled = dv.getUint32(4, true) !== 0;
+        if (v.enabled) await this.maybeStart(v); else await this.stopVring(v);
+        return null;
+      }
+      case P.REQ.GET_CONFIG: {
+        need(12);
+        const off = dv.getUint32(0, true), size = dv.getUint32(4, true);
+        if (p.length !== 12 + size) throw new FatalError(`GET_CONFIG payload is ${p.length} bytes for a ${size}-byte read`);
+        const cfg = this.target.configSpace();
+        if (off + size > 256) throw new FatalError(`config read ${off}+${size} is beyond the 256-byte config space`);
+        const out = new Uint8Array(12 + size);
+        out.set(p.subarray(0, 12));
+        out.set(cfg.subarray(Math.min(off, cfg.length), Math.min(off + size, cfg.length)), 12);
+        return out;
+      }
+      case P.REQ.SET_CONFIG: {
+        need(12);
+        const off = dv.getUint32(0, true), size = dv.getUint32(4, true);
+        if (p.length < 12 + size || off + size > 256) throw new ProtocolError(`config write ${off}+${size} is malformed`);
+        if (!this.target.writeConfig(off, p.subarray(12, 12 + size))) throw new ProtocolError(`config write at ${off} refused`);
+        return null;
+      }
+      case P.REQ.SET_STATUS:
+        need(8);
+        this.status = Number(dv.getBigUint64(0, true) & 0xffn);
+        return null;
+      case P.REQ.GET_STATUS:
+        return u64(BigInt(this.status));
+      default:
+        throw new ProtocolError(`${P.REQ_NAMES[m.req] ?? `request ${m.req}`} is not supported by vhostd`);
+    }
+  }
+
+  private hasFeature(b: number): boolean { return (this.features & bit(b)) !== 0n; }
+
+  private ready(v: VringState): boolean {
+    return !v.started && v.enabled && v.kickFd >= 0 && v.addrSet && v.num > 0 && this.regions.length > 0 && this.featuresSet;
+  }
+
+  private async maybeStart(v: VringState): Promise<void> {
+    if (!this.ready(v)) return;
+    try {
+      v.reactor = await this.target.startQueue({ vring: v, mem: toSpecs(this.regions), features: this.features });
+      v.started = true;
+      log.info(`${this.target.ctrlr}: queue ${v.index} started on reactor ${v.reactor} (size ${v.num}, avail ${v.lastAvail}` +
+        `${this.hasFeature(VIRTIO_RING_F_EVENT_IDX) ? ', event_idx' : ''})`);
+    } catch (e) {
+      throw new ProtocolError(`queue ${v.index} cannot start: ${(e as Error).message}`);
+    }
+  }
+
+  private async stopVring(v: VringState): Promise<void> {
+    if (!v.started) return;
+    v.lastAvail = await this.target.stopQueue(v);
+    v.started = false;
+    v.reactor = -1;
+  }
+
+  /** Swaps guest memory: running queues stop on the old mapping and restart on the new one. */
+  private async replaceMemory(next: MappedRegion[]): Promise<void> {
+    const running = this.vrings.filter((v) => v.started);
+    for (const v of running) await this.stopVring(v);
+    const old = this.regions;
+    this.regions = next;
+    for (const r of old) if (!next.includes(r)) unmapRegion(r);
+    for (const v of running) await this.maybeStart(v);
+  }
+
+  private async reset(): Promise<void> {
+    for (const v of this.vrings) {
+      await this.stopVring(v);
+      closeQuiet(v.kickFd); closeQuiet(v.callFd); closeQuiet(v.errFd);
+    }
+    this.vrings = this.vrings.map((v) => newVring(v.index));
+    for (const r of this.regions) unmapRegion(r);
+    this.regions = [];
+    this.features = 0n;
+    this.featuresSet = false;
+    this.protocolFeatures = 0n;
+    this.status = 0;
+  }
+
+  /** Drops the front end: queues stop, memory is unmapped; the socket listens again. */
+  disconnect(why: string): void {
+    if (this.connFd < 0) return;
+    log.notice(`${this.target.ctrlr}: front end disconnected: ${why}`);
+    this.loop.unwatch(this.connFd);
+    closeQuiet(this.connFd);
+    this.connFd = -1;
+    for (const fd of this.rfds) closeQuiet(fd);
+    this.rfds = [];
+    for (const m of this.queue) for (const fd of m.fds) closeQuiet(fd);
+    this.queue = [];
+    void this.afterIdle(() => this.reset());
+  }
+
+  private async afterIdle(f: () => Promise<void>): Promise<void> {
+    while (this.busy) await new Promise((r) => setTimeout(r, 1));
+    this.busy = true;
+    try { await f(); } catch (e) { log.error(`${this.target.ctrlr}: cleanup failed: ${(e as Error).message}`); } finally { this.busy = false; }
+    if (this.queue.length > 0) void this.pump();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.disconnect('controller removed');
+    if (this.listenFd >= 0) { this.loop.unwatch(this.listenFd); closeQuiet(this.listenFd); this.listenFd = -1; }
+    try { unlinkSync(this.socketPath); } catch { /* gone */ }
+    await this.afterIdle(async () => {});
+  }
+}
+
+/** An error after which the connection cannot continue (malformed framing). */
+class FatalError extends ProtocolError {}

@@ -1,0 +1,55 @@
+// Guest memory regions received over vhost-user: validated, mapped once in this
+// process, described to reactors as plain MemRegionSpec data.
+import { mmap, munmap, closeQuiet } from '../../native/libc.js';
+import { MemRegionSpec, MAX_ADDR } from '../memory/guest_memory.js';
+
+export interface MappedRegion extends MemRegionSpec {
+  mmapOffset: number;
+  mapAddr: number;
+  mapLen: number;
+}
+
+export class MemoryError extends Error {}
+
+export function parseRegion(dv: DataView, off: number): { gpa: number; size: number; uaddr: number; mmapOffset: number } {
+  const u64 = (o: number) => {
+    const v = dv.getBigUint64(off + o, true);
+    if (v >= BigInt(MAX_ADDR)) throw new MemoryError(`memory region field 0x${v.toString(16)} is beyond 2^53`);
+    return Number(v);
+  };
+  return { gpa: u64(0), size: u64(8), uaddr: u64(16), mmapOffset: u64(24) };
+}
+
+/** Maps one region from its fd; the fd is closed whether or not this succeeds. */
+export function mapRegion(r: { gpa: number; size: number; uaddr: number; mmapOffset: number }, fd: number): MappedRegion {
+  try {
+    if (r.size === 0) throw new MemoryError('memory region of size 0');
+    if (r.gpa + r.size > MAX_ADDR || r.uaddr + r.size > MAX_ADDR || r.mmapOffset + r.size > MAX_ADDR) {
+      throw new MemoryError(`memory region gpa 0x${r.gpa.toString(16)} size 0x${r.size.toString(16)} overflows`);
+    }
+    const mapLen = r.mmapOffset + r.size;
+    let mapAddr: number;
+    try { mapAddr = mmap(mapLen, fd); } catch (e) { throw new MemoryError(`cannot map guest memory region: ${(e as Error).message}`); }
+    return { ...r, mapAddr, mapLen, hva: mapAddr + r.mmapOffset };
+  } finally {
+    closeQuiet(fd);
+  }
+}
+
+export function unmapRegion(r: MappedRegion): void {
+  try { munmap(r.mapAddr, r.mapLen); } catch { /* already gone */ }
+}
+
+/** Rejects overlapping guest-physical ranges. */
+export function checkOverlap(regions: MappedRegion[]): void {
+  const s = [...regions].sort((a, b) => a.gpa - b.gpa);
+  for (let i = 1; i < s.length; i++) {
+    if (s[i].gpa < s[i - 1].gpa + s[i - 1].size) {
+      throw new MemoryError(`memory regions at gpa 0x${s[i - 1].gpa.toString(16)} and 0x${s[i].gpa.toString(16)} overlap`);
+    }
+  }
+}
+
+export function toSpecs(regions: MappedRegion[]): MemRegionSpec[] {
+  return regions.map((r) => ({ gpa: r.gpa, size: r.size, uaddr: r.uaddr, hva: r.hva }));
+}

@@ -1,0 +1,40 @@
+// What a device type (blk, scsi) plugs into the generic vhost-user back end.
+import { MemRegionSpec } from '../memory/guest_memory.js';
+
+export interface VringState {
+  index: number;
+  num: number;
+  descUaddr: number;
+  availUaddr: number;
+  usedUaddr: number;
+  addrSet: boolean;
+  lastAvail: number;
+  kickFd: number;
+  callFd: number;
+  errFd: number;
+  enabled: boolean;
+  started: boolean;
+  /** Reactor index running the queue while started. */
+  reactor: number;
+}
+
+export interface QueueStart {
+  vring: VringState;
+  mem: MemRegionSpec[];
+  features: bigint;
+}
+
+export interface VhostTarget {
+  readonly ctrlr: string;
+  /** Most queues the device offers. */
+  readonly maxQueues: number;
+  /** Device feature bits (virtio common + device-specific). */
+  features(): bigint;
+  /** Full config space of the device. */
+  configSpace(): Uint8Array;
+  /** Config space write from the driver (e.g. virtio-blk writeback); return false to refuse. */
+  writeConfig(offset: number, data: Uint8Array): boolean;
+  startQueue(q: QueueStart): Promise<number>;
+  /** Stops a queue once its in-flight requests finish; resolves with the next avail index. */
+  stopQueue(vring: VringState): Promise<number>;
+}

@@ -1,0 +1,274 @@
+// One virtio-blk request queue on a reactor: fetches requests in batches, turns them
+// into bdev I/Os, completes them on the used ring. Nothing is allocated per request.
+import { Chain, CHAIN_OK, SplitQueue, SplitQueueSpec } from '../../src/virtio/split_queue.js';
+import { GuestMemory, MemRegionSpec, TWO32 } from '../../src/memory/guest_memory.js';
+import { BdevIo, BdevIoSink, SegmentTable } from '../../bdev/bdev_io.js';
+import { BdevChannel } from '../../bdev/channel.js';
+import { BdevChannelSpec, IoStatus, IoType } from '../../bdev/types.js';
+import { Poller } from '../../src/reactor/poller.js';
+import { eventfdDrain } from '../../native/libc.js';
+import * as B from './virtio_blk.js';
+
+export interface BlkQueueSpec {
+  ctrlr: string;
+  qid: number;
+  mem: MemRegionSpec[];
+  ring: SplitQueueSpec;
+  kickFd: number;
+  bdev: BdevChannelSpec;
+  readOnly: boolean;
+  serial: string;
+}
+
+/** Counters a queue keeps for diagnosis (read by the control plane on request). */
+export interface BlkQueueCounters { requests: number; errors: number; badChains: number; lastError: string }
+
+const CHAIN_ERRORS: Record<number, string> = {
+  [-1]: 'a buffer address is outside guest memory', [-2]: 'the descriptor chain loops or is longer than its table',
+  [-3]: 'a next index is out of range', [-4]: 'a malformed indirect descriptor table',
+  [-5]: 'a device-readable descriptor follows a writable one', [-6]: 'the request has more segments than seg_max',
+};
+
+export class BlkQueue implements Poller, BdevIoSink {
+  readonly name: string;
+  readonly vq: SplitQueue;
+  private readonly mem: GuestMemory;
+  private readonly segs: SegmentTable;
+  private readonly chain = new Chain();
+  private readonly ios: BdevIo[];
+  private readonly statusRegion: Int32Array;
+  private readonly statusOff: Float64Array;
+  private readonly usedLen: Int32Array;
+  private readonly inflight: Uint8Array;
+  private readonly hdr = new Uint8Array(16);
+  private readonly hdrView = new DataView(this.hdr.buffer);
+  private inflightCount = 0;
+  private readonly sectors: number;
+  private readonly blockSize: number;
+  private readonly serial: Uint8Array;
+  stopping = false;
+  readonly counters: BlkQueueCounters = { requests: 0, errors: 0, badChains: 0, lastError: '' };
+  /** Called once when a stopping queue has no request left in flight. */
+  onDrained: ((q: BlkQueue) => void) | null = null;
+  /** Called once (not per request) when the guest breaks the ring protocol. */
+  onBroken: ((q: BlkQueue, why: string) => void) | null = null;
+
+  constructor(readonly spec: BlkQueueSpec, readonly channel: BdevChannel) {
+    this.name = `blk:${spec.ctrlr}:q${spec.qid}`;
+    this.mem = new GuestMemory(spec.mem);
+    this.vq = new SplitQueue(this.mem, spec.ring);
+    const n = this.vq.size;
+    this.segs = new SegmentTable(n * B.BLK_CHAIN_SEGS);
+    this.ios = [];
+    for (let i = 0; i < n; i++) {
+      const io = new BdevIo(this, i, this.segs);
+      io.mem = this.mem;
+      this.ios.push(io);
+    }
+    this.statusRegion = new Int32Array(n);
+    this.statusOff = new Float64Array(n);
+    this.usedLen = new Int32Array(n);
+    this.inflight = new Uint8Array(n);
+    this.blockSize = channel.blockSize;
+    this.sectors = channel.numBlocks * (channel.blockSize / B.SECTOR);
+    this.serial = new TextEncoder().encode(spec.serial.slice(0, B.VIRTIO_BLK_ID_BYTES));
+  }
+
+  get lastAvail(): number { return this.vq.lastAvail; }
+  get inFlight(): number { return this.inflightCount; }
+
+  poll(): number {
+    const vq = this.vq;
+    if (vq.broken !== null) return 0;
+    let work = vq.flush();
+    if (this.stopping) {
+      if (this.inflightCount === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
+      return work;
+    }
+    const n = vq.pending();
+    for (let k = 0; k < n; k++) {
+      const head = vq.nextHead();
+      if (head < 0) break;
+      this.handle(head);
+    }
+    if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
+    if (n > 0) vq.keepKicksSuppressed();
+    work += n + vq.flush();
+    return work;
+  }
+
+  wakeFds(): number[] { return [this.spec.kickFd]; }
+  armInterrupt(): boolean { eventfdDrain(this.spec.kickFd); return this.vq.enableKicks(); }
+  disarmInterrupt(): void { this.vq.suppressKicks(); }
+
+  private fail(why: string): void {
+    this.counters.lastError = why;
+    if (this.onBroken) { const f = this.onBroken; this.onBroken = null; f(this, why); }
+  }
+
+  private handle(head: number): void {
+    this.counters.requests++;
+    if (this.inflight[head] !== 0) { this.vq.broken = `request ${head} was made available while still in flight`; return; }
+    const c = this.chain, segs = this.segs;
+    const base = head * B.BLK_CHAIN_SEGS;
+    const rc = this.vq.readChain(head, segs, base, B.BLK_CHAIN_SEGS, c);
+    if (rc !== CHAIN_OK || c.readBytes < 16 || c.writeBytes < 1) {
+      // Without a trustworthy status byte the request can only be returned unused.
+      this.counters.badChains++;
+      this.counters.lastError = rc !== CHAIN_OK ? `request ${head}: ${CHAIN_ERRORS[rc]}`
+        : `request ${head}: header (${c.readBytes} readable bytes) or status (${c.writeBytes} writable) missing`;
+      this.vq.pushUsed(head, 0);
+      return;
+    }
+    const last = base + c.n - 1;
+    this.statusRegion[head] = segs.region[last];
+    this.statusOff[head] = segs.off[last] + segs.len[last] - 1;
+    this.inflight[head] = 1;
+    this.inflightCount++;
+    this.readHeader(base, c.nRead);
+    const type = this.hdrView.getUint32(0, true);
+    const sector = this.hdrView.getUint32(12, true) * TWO32 + this.hdrView.getUint32(8, true);
+    const io = this.ios[head];
+    switch (type) {
+      case B.VIRTIO_BLK_T_IN:
+        this.usedLen[head] = c.writeBytes;
+        this.rw(io, IoType.READ, sector, base + c.nRead, c.n - c.nRead, 0, c.writeBytes - 1);
+        return;
+      case B.VIRTIO_BLK_T_OUT:
+        this.usedLen[head] = 1;
+        if (this.spec.readOnly) { this.finish(head, B.VIRTIO_BLK_S_IOERR); return; }
+        this.rw(io, IoType.WRITE, sector, base, c.nRead, 16, c.readBytes - 16);
+        return;
+      case B.VIRTIO_BLK_T_FLUSH:
+        this.usedLen[head] = 1;
+        io.type = IoType.FLUSH; io.offsetBlocks = 0; io.numBlocks = 0; io.nseg = 0; io.bytes = 0;
+        this.channel.submit(io);
+        return;
+      case B.VIRTIO_BLK_T_GET_ID:
+        this.getId(head, base + c.nRead, c.n - c.nRead, c.writeBytes - 1);
+        return;
+      case B.VIRTIO_BLK_T_DISCARD:
+      case B.VIRTIO_BLK_T_WRITE_ZEROES:
+        this.usedLen[head] = 1;
+        this.discard(io, type, base, c.nRead, c.readBytes - 16);
+        return;
+      default:
+        this.usedLen[head] = 1;
+        this.finish(head, B.VIRTIO_BLK_S_UNSUPP);
+    }
+  }
+
+  /** Copies the 16-byte header out of the readable segments (it may be split). */
+  private readHeader(base: number, nRead: number): void {
+    const s = this.segs, mem = this.mem;
+    if (s.len[base] >= 16) {
+      const u8 = mem.u8[s.region[base]], o = s.off[base];
+      for (let i = 0; i < 16; i++) this.hdr[i] = u8[o + i];
+      return;
+    }
+    let got = 0;
+    for (let k = base; k < base + nRead && got < 16; k++) {
+      const u8 = mem.u8[s.region[k]], o = s.off[k], l = s.len[k];
+      for (let i = 0; i < l && got < 16; i++) this.hdr[got++] = u8[o + i];
+    }
+  }
+
+  /**
+   * Narrows segments [from, from+count) in place to `bytes` bytes starting `skip` bytes in,
+   * and points io at them.
+   */
+  private slice(io: BdevIo, from: number, count: number, skip: number, bytes: number): void {
+    const s = this.segs;
+    let k = from;
+    const end = from + count;
+    while (k < end && skip >= s.len[k]) { skip -= s.len[k]; k++; }
+    if (k < end && skip > 0) { s.off[k] += skip; s.len[k] -= skip; }
+    let first = k, left = bytes, n = 0;
+    while (first + n < end && left > 0) {
+      const l = s.len[first + n];
+      if (l > left) s.len[first + n] = left;
+      left -= Math.min(l, left);
+      n++;
+    }
+    // drop empty leading segments (zero-length descriptors)
+    while (n > 0 && s.len[first] === 0) { first++; n--; }
+    io.segBase = first;
+    io.nseg = n;
+    io.bytes = bytes;
+  }
+
+  private rw(io: BdevIo, type: number, sector: number, from: number, count: number, skip: number, bytes: number): void {
+    const head = io.tag;
+    const bs = this.blockSize;
+    if (bytes === 0) { this.finish(head, B.VIRTIO_BLK_S_OK); return; }
+    if (bytes % bs !== 0 || (sector * B.SECTOR) % bs !== 0 || sector + bytes / B.SECTOR > this.sectors) {
+      this.counters.errors++;
+      this.finish(head, B.VIRTIO_BLK_S_IOERR);
+      return;
+    }
+    io.type = type;
+    io.offsetBlocks = (sector * B.SECTOR) / bs;
+    io.numBlocks = bytes / bs;
+    this.slice(io, from, count, skip, bytes);
+    this.channel.submit(io);
+  }
+
+  private discard(io: BdevIo, type: number, base: number, nRead: number, rangeBytes: number): void {
+    const head = io.tag;
+    if (this.spec.readOnly) { this.finish(head, B.VIRTIO_BLK_S_IOERR); return; }
+    if (rangeBytes !== 16) { this.finish(head, B.VIRTIO_BLK_S_UNSUPP); return; } // max_*_seg is 1
+    // the range follows the header: read it byte-wise (it may be split across segments)
+    const s = this.segs, mem = this.mem, h = this.hdr;
+    let skip = 16, got = 0;
+    for (let k = base; k < base + nRead && got < 16; k++) {
+      const u8 = mem.u8[s.region[k]], o = s.off[k], l = s.len[k];
+      for (let i = 0; i < l && got < 16; i++) { if (skip > 0) { skip--; continue; } h[got++] = u8[o + i]; }
+    }
+    const dv = this.hdrView;
+    const sector = dv.getUint32(4, true) * TWO32 + dv.getUint32(0, true);
+    const num = dv.getUint32(8, true), flags = dv.getUint32(12, true);
+    const wz = type === B.VIRTIO_BLK_T_WRITE_ZEROES;
+    if ((wz ? flags & ~1 : flags) !== 0) { this.finish(head, B.VIRTIO_BLK_S_UNSUPP); return; }
+    const max = wz ? B.BLK_MAX_WRITE_ZEROES_SECTORS : B.BLK_MAX_DISCARD_SECTORS;
+    const bs = this.blockSize;
+    if (num > max || sector + num > this.sectors || (sector * B.SECTOR) % bs !== 0 || (num * B.SECTOR) % bs !== 0) {
+      this.counters.errors++;
+      this.finish(head, B.VIRTIO_BLK_S_IOERR);
+      return;
+    }
+    if (num === 0) { this.finish(head, B.VIRTIO_BLK_S_OK); return; }
+    io.type = wz ? IoType.WRITE_ZEROES : IoType.UNMAP;
+    io.mayUnmap = wz && (flags & 1) !== 0;
+    io.offsetBlocks = (sector * B.SECTOR) / bs;
+    io.numBlocks = (num * B.SECTOR) / bs;
+    io.nseg = 0; io.bytes = 0;
+    this.channel.submit(io);
+  }
+
+  private getId(head: number, from: number, count: number, room: number): void {
+    const s = this.segs, mem = this.mem, id = this.serial;
+    const total = Math.min(room, B.VIRTIO_BLK_ID_BYTES);
+    let w = 0;
+    for (let k = from; k < from + count && w < total; k++) {
+      const u8 = mem.u8[s.region[k]], o = s.off[k], l = s.len[k];
+      for (let i = 0; i < l && w < total; i++, w++) u8[o + i] = w < id.length ? id[w] : 0;
+    }
+    this.usedLen[head] = w + 1;
+    this.finish(head, B.VIRTIO_BLK_S_OK);
+  }
+
+  onBdevIoDone(io: BdevIo): void {
+    const st = io.status;
+    if (st !== IoStatus.SUCCESS) this.counters.errors++;
+    this.finish(io.tag, st === IoStatus.SUCCESS ? B.VIRTIO_BLK_S_OK
+      : st === IoStatus.UNSUPPORTED ? B.VIRTIO_BLK_S_UNSUPP : B.VIRTIO_BLK_S_IOERR);
+  }
+
+  private finish(head: number, status: number): void {
+    if (status !== B.VIRTIO_BLK_S_OK) this.usedLen[head] = 1;
+    this.mem.u8[this.statusRegion[head]][this.statusOff[head]] = status;
+    this.inflight[head] = 0;
+    this.inflightCount--;
+    this.vq.pushUsed(head, this.usedLen[head]);
+  }
+}

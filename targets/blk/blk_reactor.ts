@@ -1,0 +1,48 @@
+// Reactor-side control operations for virtio-blk queues.
+import { registerOp, Reactor } from '../../src/reactor/reactor.js';
+import { BlkQueue, BlkQueueSpec } from './blk_queue.js';
+
+const queues = new Map<string, BlkQueue>();
+const key = (ctrlr: string, qid: number) => `${ctrlr}/${qid}`;
+
+registerOp('blk.startQueue', (r: Reactor, spec: BlkQueueSpec, reply) => {
+  const k = key(spec.ctrlr, spec.qid);
+  if (queues.has(k)) throw new Error(`queue ${spec.qid} of ${spec.ctrlr} is already running on reactor ${r.index}`);
+  const ch = r.openChannel(spec.bdev);
+  let q: BlkQueue;
+  try {
+    q = new BlkQueue(spec, ch);
+  } catch (e) {
+    r.closeChannel(spec.bdev.name);
+    throw e;
+  }
+  q.onBroken = (bq, why) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
+  queues.set(k, q);
+  r.addPoller(q);
+  reply({ reactor: r.index });
+});
+
+registerOp('blk.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, reply) => {
+  const k = key(a.ctrlr, a.qid);
+  const q = queues.get(k);
+  if (!q) { reply(null); return; }
+  const done = () => {
+    queues.delete(k);
+    r.removePoller(q);
+    r.closeChannel(q.spec.bdev.name);
+    reply({ lastAvail: q.lastAvail, counters: q.counters });
+  };
+  if (q.vq.broken !== null || q.inFlight === 0) { q.vq.flush(); done(); return; }
+  q.stopping = true;
+  q.onDrained = done;
+});
+
+registerOp('blk.queueInfo', (_r: Reactor, a: { ctrlr: string }, reply) => {
+  const out = [];
+  for (const q of queues.values()) {
+    if (q.spec.ctrlr === a.ctrlr) {
+      out.push({ qid: q.spec.qid, lastAvail: q.lastAvail, inflight: q.inFlight, notifications: q.vq.notifications, ...q.counters });
+    }
+  }
+  reply(out);
+});
