@@ -1,6 +1,7 @@
 // The process-wide context that RPC methods, config loading and the CLI act on.
 import { BdevRegistry } from '../bdev/registry.js';
 import { ConfigCall } from '../bdev/bdev.js';
+import type { VhostManager } from './vhost/manager.js';
 
 /** A group of RPC-created objects that save_config writes out (SPDK "subsystem"). */
 export interface Subsystem {
@@ -23,6 +24,8 @@ export interface AppContext {
   readonly bdevs: BdevRegistry;
   readonly reactors: ReactorsView;
   readonly subsystems: Subsystem[];
+  /** vhost controllers (absent in tools that run without reactors). */
+  readonly vhost?: VhostManager;
   state: AppState;
   /** Finishes start-up after --wait-for-rpc (framework_start_init). */
   startInit(): Promise<void>;

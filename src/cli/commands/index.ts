@@ -1,0 +1,11 @@
+// Every vhostctl subcommand table; append new tables (e.g. vhost commands) here.
+import type { CommandSpec } from './types.js';
+import { frameworkCommands } from './framework.js';
+import { bdevCommands } from './bdev.js';
+import { vhostCommands } from './vhost.js';
+
+export const COMMANDS: CommandSpec[] = [
+  ...frameworkCommands,
+  ...bdevCommands,
+  ...vhostCommands,
+];

@@ -1,0 +1,29 @@
+// Subcommand definitions are data: arguments (rpc.py's names and flags) and how they map to params.
+import type { RpcClient } from '../rpc-client.js';
+
+export interface ArgSpec {
+  /** Destination name; also the JSON param name unless param says otherwise. */
+  name: string;
+  /** Option flags like ['-b', '--name']; none means positional. */
+  flags?: string[];
+  type?: 'string' | 'int' | 'float' | 'bool';
+  help: string;
+  required?: boolean;
+  choices?: readonly string[];
+  /** JSON param name when it differs from name (false: not sent). */
+  param?: string | false;
+}
+
+export type Args = Record<string, string | number | boolean | undefined>;
+
+export interface CommandSpec {
+  name: string;
+  help: string;
+  args?: ArgSpec[];
+  /** RPC method; default name. */
+  method?: string;
+  /** Builds params from parsed args; default: every given arg under its param name. */
+  params?(a: Args): Record<string, unknown> | undefined;
+  /** Replaces the single call entirely (client-side commands like load_config). */
+  run?(client: RpcClient, a: Args): Promise<unknown>;
+}

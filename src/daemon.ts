@@ -1,0 +1,114 @@
+// The daemon: builds the App (AppContext), loads -c config, serves RPC, shuts down on signals.
+import { statSync } from 'node:fs';
+import type { AppContext, AppState, Subsystem } from './app.js';
+import { ReactorPool } from './reactor/pool.js';
+import { VhostManager } from './vhost/manager.js';
+import { startMetricsServer } from './metrics.js';
+import { defaultConfig, printAttachHelp } from './default_config.js';
+import { VERSION } from './app.js';
+import { BdevRegistry } from '../bdev/registry.js';
+import { logger, setLogFlag, setLogLevel, Level } from './log.js';
+import { rpcMethods, MethodRegistry } from './rpc/registry.js';
+import { RpcServer } from './rpc/server.js';
+import { registerFrameworkMethods } from './rpc/methods/framework.js';
+import { registerLogMethods } from './rpc/methods/log.js';
+import { SUBSYSTEMS } from './subsystems.js';
+import { applyConfig, ConfigEntry, planConfig, readConfigFile } from './config/load.js';
+import type { DaemonOptions } from './cli/vhostd-args.js';
+import { UsageError } from './cli/vhostd-args.js';
+
+const log = logger('app');
+
+
+export class App implements AppContext {
+  readonly version = VERSION;
+  readonly bdevs = new BdevRegistry();
+  readonly reactors: ReactorPool;
+  readonly vhost: VhostManager;
+  readonly subsystems: Subsystem[] = [];
+  state: AppState = 'waiting_for_rpc';
+  /** Config entries that must wait until framework init (runtime-only methods). */
+  pendingConfig: ConfigEntry[] = [];
+  private stopping: Promise<void> | null = null;
+
+  constructor(readonly opts: DaemonOptions, readonly rpc: MethodRegistry, pool: ReactorPool,
+    private readonly onStopped: (code: number) => void) {
+    this.reactors = pool;
+    this.vhost = new VhostManager(pool, this.bdevs, opts.socketDir);
+  }
+
+  async startInit(): Promise<void> {
+    if (this.state !== 'waiting_for_rpc') return;
+    this.state = 'running';
+    log.notice('framework initialized');
+    const left = await applyConfig(this.pendingConfig, this.rpc, this);
+    this.pendingConfig = [];
+    if (left.length) log.warn(`${left.length} config entries were skipped: not callable after init`);
+  }
+
+  shutdown(reason: string): void {
+    if (this.stopping) return;
+    log.notice(`shutting down: ${reason}`);
+    this.state = 'stopping';
+    this.stopping = this.stopAll().then(() => this.onStopped(0), (e) => {
+      log.error(`shutdown failed: ${(e as Error).message}`);
+      this.onStopped(1);
+    });
+  }
+
+  /** Set by runDaemon: closes the RPC server. */
+  closeRpc: () => Promise<void> = async () => {};
+
+  private async stopAll(): Promise<void> {
+    await this.closeRpc();
+    // controllers first: queues stop fetching, in-flight I/O completes, sockets close
+    await this.vhost.closeAll();
+    for (const b of this.bdevs.list()) {
+      b.claimedBy = null;
+      await this.bdevs.unregister(b.name).catch((e) => log.warn(`deleting bdev ${b.name}: ${(e as Error).message}`));
+    }
+    await this.reactors.stop();
+  }
+}
+
+function applyLogOptions(opts: DaemonOptions): void {
+  if (opts.logLevel) {
+    const map: Record<string, Level> = { ERROR: 'error', WARNING: 'warn', WARN: 'warn', NOTICE: 'notice', INFO: 'info', DEBUG: 'debug' };
+    const l = map[opts.logLevel.toUpperCase()];
+    if (!l) throw new UsageError(`--log-level '${opts.logLevel}' is unknown: use ERROR, WARNING, NOTICE, INFO or DEBUG`);
+    setLogLevel(l);
+  }
+  for (const f of opts.logFlags) setLogFlag(f, true);
+}
+
+/** Starts the daemon; resolves with the App once it serves RPC. onExit gets the exit code. */
+export async function runDaemon(opts: DaemonOptions, onExit: (code: number) => void): Promise<App> {
+  applyLogOptions(opts);
+  try {
+    if (!statSync(opts.socketDir).isDirectory()) throw new Error('not a directory');
+  } catch (e) {
+    throw new UsageError(`-S ${opts.socketDir}: ${(e as Error).message}`);
+  }
+  const pool = await ReactorPool.start(opts.cpus, { idleSleepMs: opts.idleSleepMs });
+  const app = new App(opts, rpcMethods, pool, onExit);
+  registerFrameworkMethods(rpcMethods);
+  registerLogMethods(rpcMethods);
+  for (const s of SUBSYSTEMS) {
+    app.subsystems.push(s.create(app));
+    s.register(rpcMethods, app);
+  }
+  const config = opts.config ? readConfigFile(opts.config) : opts.useDefault ? defaultConfig() : undefined;
+  if (config) {
+    const entries = planConfig(config, app.subsystems.map((s) => s.name), rpcMethods);
+    app.pendingConfig = await applyConfig(entries, rpcMethods, app);   // startup-state calls
+  }
+  if (!opts.waitForRpc) await app.startInit();
+  const server = new RpcServer({ path: opts.rpcSocket, registry: rpcMethods, ctx: app });
+  await server.listen();
+  app.closeRpc = () => server.close();
+  if (opts.metrics) await startMetricsServer(`${opts.metrics.host}:${opts.metrics.port}`, app.bdevs, pool);
+  if (!opts.config && opts.useDefault) printAttachHelp(opts.socketDir, opts.rpcSocket);
+  log.notice(`vhostd ${VERSION} started: reactors on CPUs ${opts.cpus.join(',')}, vhost sockets in ${opts.socketDir}` +
+    (opts.waitForRpc ? ', waiting for framework_start_init' : ''));
+  return app;
+}

@@ -1,0 +1,44 @@
+// HOOK LIST: every subsystem of the daemon. Each entry builds the Subsystem that
+// framework_get_config/save_config read, and registers that subsystem's RPC methods.
+// vhost_blk / vhost_scsi (and later nvmf-like targets) are added by appending an entry here.
+import type { AppContext, Subsystem } from './app.js';
+import { MethodRegistry } from './rpc/registry.js';
+import { registerBdevMethods } from './rpc/methods/bdev.js';
+import { registerVhostMethods } from './rpc/methods/vhost.js';
+
+export interface SubsystemEntry {
+  readonly name: string;
+  /** The save_config source for this subsystem. */
+  create(ctx: AppContext): Subsystem;
+  /** Registers the subsystem's RPC methods (called once at start-up). */
+  register(rpc: MethodRegistry, ctx: AppContext): void;
+}
+
+export const bdevSubsystem: SubsystemEntry = {
+  name: 'bdev',
+  create: (ctx) => ({
+    name: 'bdev', dependsOn: [],
+    configCalls: () => ctx.bdevs.list().map((b) => b.configCall()),
+  }),
+  register: (rpc) => registerBdevMethods(rpc),
+};
+
+function vhostOf(ctx: AppContext) {
+  if (!ctx.vhost) throw new Error('vhost controllers are not available in this process');
+  return ctx.vhost;
+}
+
+export const vhostBlkSubsystem: SubsystemEntry = {
+  name: 'vhost_blk',
+  create: (ctx) => ({
+    name: 'vhost_blk', dependsOn: ['bdev'],
+    configCalls: () => (ctx.vhost ? ctx.vhost.configCalls('blk') : []),
+  }),
+  register: (rpc, ctx) => registerVhostMethods(rpc, () => vhostOf(ctx)),
+};
+
+export const SUBSYSTEMS: SubsystemEntry[] = [
+  bdevSubsystem,
+  vhostBlkSubsystem,
+  // vhost_scsi: append here
+];

@@ -1,0 +1,62 @@
+// SPDK's own scripts/rpc.py (v25.05.1) against vhostd. Needs a checkout: SPDK_RPC_PY=/path/to/scripts/rpc.py
+// (with python/spdk/ beside scripts/, as in the SPDK tree). Skipped otherwise.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startDaemon, Daemon, ok } from './daemon.js';
+
+const RPC_PY = process.env.SPDK_RPC_PY;
+const reason = !RPC_PY ? 'SPDK_RPC_PY is not set (point it at an SPDK v25.05.1 scripts/rpc.py)'
+  : !existsSync(RPC_PY) ? `SPDK_RPC_PY=${RPC_PY} does not exist` : '';
+if (reason) console.warn(`skipping spdk-rpcpy tests: ${reason}`);
+
+function rpcpy(sock: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('python3', [RPC_PY!, '-s', sock, ...args], { timeout: 30_000 }, (e, stdout, stderr) =>
+      resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr }));
+  });
+}
+
+describe.skipIf(!!reason)('SPDK rpc.py against vhostd', () => {
+  let d: Daemon;
+  beforeAll(async () => { d = await startDaemon(); });
+  afterAll(async () => { await d?.stop(); });
+
+  const py = async (...args: string[]) => {
+    const r = await rpcpy(d.sock, ...args);
+    expect(r.code, `rpc.py ${args.join(' ')}: ${r.stderr}`).toBe(0);
+    return r.stdout;
+  };
+
+  it('queries version, methods and reactors', async () => {
+    expect(JSON.parse(await py('spdk_get_version')).version).toMatch(/^vhostd v/);
+    expect(JSON.parse(await py('rpc_get_methods'))).toEqual(expect.arrayContaining(['bdev_malloc_create', 'framework_get_config']));
+    expect(JSON.parse(await py('framework_get_reactors')).reactors[0].lcore).toBe(0);
+  });
+
+  it('creates bdevs, reads them back, saves, deletes and reloads the config', async () => {
+    expect((await py('bdev_malloc_create', '-b', 'M0', '64', '512')).trim()).toBe('M0');
+    expect((await py('bdev_null_create', 'N0', '128', '4096')).trim()).toBe('N0');
+    const bdevs = JSON.parse(await py('bdev_get_bdevs'));
+    expect(bdevs.map((b: { name: string; num_blocks: number }) => [b.name, b.num_blocks])).toEqual([['M0', 131072], ['N0', 32768]]);
+    const stat = JSON.parse(await py('bdev_get_iostat'));
+    expect(stat.bdevs.map((b: { name: string }) => b.name)).toEqual(['M0', 'N0']);
+    // rpc.py builds this on the client from framework_get_subsystems + framework_get_config
+    const saved = await py('save_config');
+    expect(JSON.parse(saved)).toEqual(await ok(d.sock, 'save_config'));
+    const file = join(d.dir, 'rpcpy.json');
+    writeFileSync(file, saved);
+    expect(await py('bdev_malloc_delete', 'M0')).toBe('');
+    await py('bdev_null_delete', 'N0');
+    expect(JSON.parse(await py('bdev_get_bdevs'))).toEqual([]);
+    await py('load_config', '-j', file);
+    expect(JSON.parse(await py('bdev_get_bdevs'))).toEqual(bdevs);
+  });
+
+  it('shows vhostd errors through rpc.py', async () => {
+    const r = await rpcpy(d.sock, 'bdev_malloc_delete', 'ghost');
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/"code": -19[\s\S]*'ghost' does not exist/);
+  });
+});
