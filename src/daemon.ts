@@ -90,6 +90,15 @@ export async function runDaemon(opts: DaemonOptions, onExit: (code: number) => v
     throw new UsageError(`-S ${opts.socketDir}: ${(e as Error).message}`);
   }
   const pool = await ReactorPool.start(opts.cpus, { idleSleepMs: opts.idleSleepMs });
+  try {
+    return await startApp(opts, pool, onExit);
+  } catch (e) {
+    await pool.stop();
+    throw e;
+  }
+}
+
+async function startApp(opts: DaemonOptions, pool: ReactorPool, onExit: (code: number) => void): Promise<App> {
   const app = new App(opts, rpcMethods, pool, onExit);
   registerFrameworkMethods(rpcMethods);
   registerLogMethods(rpcMethods);

@@ -9,6 +9,8 @@ import * as M from './mailbox.js';
 import { BdevChannel, openChannel } from '../../bdev/channel.js';
 import { BdevChannelSpec } from '../../bdev/types.js';
 
+const MAX_SLEEP_MS = 250;
+
 export type OpHandler = (r: Reactor, args: any, reply: (result: unknown) => void) => void;
 const ops = new Map<string, OpHandler>();
 /** Modules loaded into the reactor register the control operations they serve. */
@@ -128,10 +130,11 @@ export class Reactor {
     let armed = 0, ok = Atomics.load(mbox, M.MB_SEQ) === this.seen;
     for (; ok && armed < this.pollers.length; armed++) ok = this.pollers[armed].armInterrupt();
     if (ok) {
-      let timeout = -1;
+      // bounded, so that a terminating process never waits on a reactor stuck in epoll_wait
+      let timeout = MAX_SLEEP_MS;
       if (this.timed.length > 0) {
         const now = performance.now();
-        timeout = Math.max(0, Math.ceil(Math.min(...this.timed.map((t) => t.next)) - now));
+        timeout = Math.min(MAX_SLEEP_MS, Math.max(0, Math.ceil(Math.min(...this.timed.map((t) => t.next)) - now)));
       }
       this.st[M.ST_SLEEPS]++;
       this.epoll.wait(timeout);
