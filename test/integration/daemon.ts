@@ -38,7 +38,7 @@ export async function startDaemon(args: string[] = [], dir = tmpDir()): Promise<
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   let dead = false;
   exited.then(() => { dead = true; });
-  await waitFor(() => dead || (existsSync(sock) && err.includes('started')), 10_000, `vhostd on ${sock}`);
+  await waitFor(() => dead || (existsSync(sock) && /vhostd \S+ started/.test(err)), 10_000, `vhostd on ${sock}`);
   if (dead) throw new Error(`vhostd exited early: ${err}`);
   return {
     proc, sock, dir, stderr: () => err, exited,
