@@ -103,7 +103,7 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd vhost-user-blk with
     expect(Number(kv.discard_max_hw_bytes)).toBe(4194304 * 512);
     expect(Number(kv.discard_granularity)).toBe(512);
     expect(Number(kv.write_zeroes_max_bytes)).toBe(4194304 * 512);
-    expect(kv.write_cache).toBe("write back");
+    expect(kv.write_cache).toBe("write_back");
   });
 
   it("4096-byte disk: capacity and block size", () => {
