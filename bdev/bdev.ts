@@ -50,6 +50,8 @@ export abstract class Bdev {
   abstract configCall(): ConfigCall;
   /** driver_specific section of bdev_get_bdevs, if any. */
   driverSpecific(): Record<string, unknown> | undefined { return undefined; }
+  /** Work to finish before the bdev serves I/O (e.g. faulting in memory); runs off the main thread where it can. */
+  prepare(): Promise<void> { return Promise.resolve(); }
   /** Releases the bdev's resources once no reactor uses it any more. */
   abstract destroy(): Promise<void> | void;
 }

@@ -24,6 +24,7 @@ export const raw = {
   memfdCreate: fn('int memfd_create(const char *name, unsigned int flags)'),
   mmap: libc.func('mmap', 'intptr_t', ['intptr_t', 'size_t', 'int', 'int', 'int', 'int64_t']),
   munmap: libc.func('munmap', 'int', ['intptr_t', 'size_t']),
+  madvise: libc.func('madvise', 'int', ['intptr_t', 'size_t', 'int']),
   eventfd: fn('int eventfd(unsigned int initval, int flags)'),
   getpid: fn('int getpid()'),
   gettid: fn('int gettid()'),
@@ -90,6 +91,19 @@ export function mmap(len: number, fd = -1, offset = 0, prot = PROT_READ | PROT_W
 }
 
 export function munmap(addr: number, len: number): void { check('munmap', raw.munmap(addr, len)); }
+
+export const MADV_POPULATE_WRITE = 23;
+
+/** Faults in (and zero-fills) a shared mapping on the thread pool, so first I/Os don't page-fault. */
+export function populateAsync(addr: number, len: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    (raw.madvise as unknown as { async: Function }).async(addr, len, MADV_POPULATE_WRITE, (err: unknown, r: number) => {
+      if (err) reject(err);
+      else if (r < 0) reject(new Error('madvise(MADV_POPULATE_WRITE) failed: not enough memory for the bdev?'));
+      else resolve();
+    });
+  });
+}
 
 /** An ArrayBuffer over memory this process has mapped (no copy). */
 export function view(addr: number, len: number): ArrayBuffer { return koffi.view(addr, len); }

@@ -1,7 +1,7 @@
 // malloc bdev: a RAM disk in a memfd mapping that every reactor can reach.
 import { Bdev, ConfigCall } from '../bdev.js';
 import { checkGeometry, checkUuid } from '../validate.js';
-import { closeQuiet, memfdCreate, mmap, munmap } from '../../native/libc.js';
+import { closeQuiet, memfdCreate, mmap, munmap, populateAsync } from '../../native/libc.js';
 
 export interface MallocParams { name: string; num_blocks: number; block_size: number; uuid?: string }
 
@@ -25,6 +25,9 @@ export class MallocBdev extends Bdev {
       throw e;
     }
   }
+
+  /** Allocates the RAM up front (as SPDK does), so I/O never waits on page faults. */
+  override prepare(): Promise<void> { return populateAsync(this.addr, this.bytes); }
 
   protected channelData() { return { addr: this.addr, bytes: this.bytes }; }
 

@@ -55,9 +55,10 @@ function checkName(name: string): void {
   if (name.length > 255) throw invalidParams(`bdev name is ${name.length} characters long: use at most 255`);
 }
 
-function createAndRegister(ctx: AppContext, make: () => Bdev): string {
+async function createAndRegister(ctx: AppContext, make: () => Bdev): Promise<string> {
   const b = make();
   try {
+    await b.prepare();
     ctx.bdevs.register(b);
   } catch (e) {
     b.destroy();
