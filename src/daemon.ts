@@ -5,6 +5,7 @@ import { ReactorPool } from './reactor/pool.js';
 import { VhostManager } from './vhost/manager.js';
 import { startMetricsServer } from './metrics.js';
 import { defaultConfig, printAttachHelp } from './default_config.js';
+import { ConfigPersister } from './config/persist.js';
 import { VERSION } from './app.js';
 import { BdevRegistry } from '../bdev/registry.js';
 import { logger, setLogFlag, setLogLevel, Level } from './log.js';
@@ -106,17 +107,26 @@ async function startApp(opts: DaemonOptions, pool: ReactorPool, onExit: (code: n
     app.subsystems.push(s.create(app));
     s.register(rpcMethods, app);
   }
-  const config = opts.config ? readConfigFile(opts.config) : opts.useDefault ? defaultConfig() : undefined;
+  const persist = opts.configFile ? new ConfigPersister(opts.configFile, () => app.subsystems) : undefined;
+  const restored = persist?.exists ?? false;
+  const config = restored ? readConfigFile(persist!.path)
+    : opts.config ? readConfigFile(opts.config) : opts.useDefault ? defaultConfig() : undefined;
+  if (restored) log.notice(`restoring the running configuration from ${opts.configFile}`);
   if (config) {
     const entries = planConfig(config, app.subsystems.map((s) => s.name), rpcMethods);
     app.pendingConfig = await applyConfig(entries, rpcMethods, app);   // startup-state calls
   }
   if (!opts.waitForRpc) await app.startInit();
+  if (persist) {
+    if (restored) persist.markLoaded();
+    persist.update();
+    rpcMethods.onSuccess(() => persist.update());
+  }
   const server = new RpcServer({ path: opts.rpcSocket, registry: rpcMethods, ctx: app });
   await server.listen();
   app.closeRpc = () => server.close();
   if (opts.metrics) await startMetricsServer(`${opts.metrics.host}:${opts.metrics.port}`, app.bdevs, pool);
-  if (!opts.config && opts.useDefault) printAttachHelp(opts.socketDir, opts.rpcSocket);
+  if (!opts.config && !restored && opts.useDefault) printAttachHelp(opts.socketDir, opts.rpcSocket);
   log.notice(`vhostd ${VERSION} started: reactors on CPUs ${opts.cpus.join(',')}, vhost sockets in ${opts.socketDir}` +
     (opts.waitForRpc ? ', waiting for framework_start_init' : ''));
   return app;

@@ -11,6 +11,8 @@ export interface DaemonOptions {
   rpcSocket: string;
   socketDir: string;
   config?: string;
+  /** Running configuration kept on disk: loaded at start if present, rewritten after every change. */
+  configFile?: string;
   waitForRpc: boolean;
   logLevel?: string;
   logFlags: string[];
@@ -32,6 +34,8 @@ Options:
   -r, --rpc-socket PATH     JSON-RPC Unix socket; default ${DEFAULT_RPC_SOCKET}
   -S, --socket-dir DIR      directory for vhost-user controller sockets; default: current directory
   -c, --config FILE         load a JSON config written by save_config at start-up
+      --config-file FILE    keep the running configuration in FILE: loaded at start if it exists
+                            (else -c is used), rewritten atomically after every change
       --wait-for-rpc        wait for framework_start_init before initializing
       --log-level LEVEL     ERROR, WARNING, NOTICE (default), INFO or DEBUG
   -L, --logflag FLAG        enable debug output of a component (repeatable)
@@ -70,6 +74,7 @@ export function parseDaemonArgs(argv: string[], cwd = process.cwd()): ParsedArgs
       case '-r': case '--rpc-socket': o.rpcSocket = value(); break;
       case '-S': case '--socket-dir': o.socketDir = value(); break;
       case '-c': case '--config': case '--json': o.config = value(); break;
+      case '--config-file': o.configFile = value(); break;
       case '--wait-for-rpc': o.waitForRpc = true; break;
       case '--log-level': o.logLevel = value(); break;
       case '-L': case '--logflag': o.logFlags.push(value()); break;

@@ -37,6 +37,10 @@ export class MethodRegistry {
     });
   }
 
+  private readonly successListeners: ((method: string) => void)[] = [];
+  /** Called after every method that succeeded (e.g. to persist the configuration). */
+  onSuccess(l: (method: string) => void): void { this.successListeners.push(l); }
+
   get(name: string): Method | undefined { return this.methods.get(name); }
   has(name: string): boolean { return this.methods.has(name); }
   list(): Method[] { return [...this.methods.values()]; }
@@ -48,7 +52,9 @@ export class MethodRegistry {
     checkState(m, ctx.state);
     const p = validateParams(name, m.schema, params);
     try {
-      return await (m.handler as (p: unknown, c: AppContext) => unknown)(p, ctx);
+      const result = await (m.handler as (p: unknown, c: AppContext) => unknown)(p, ctx);
+      for (const l of this.successListeners) l(name);
+      return result;
     } catch (e) {
       const err = toRpcError(e);
       if (err.code === RpcCode.INTERNAL_ERROR) log.error(`${name}: ${(e as Error)?.stack ?? String(e)}`);
