@@ -39,9 +39,9 @@ export function ioStatFields(t: Totals): Record<string, unknown> {
   const out: Record<string, unknown> = {
     bytes_read: t.readBytes, num_read_ops: t.readOps, bytes_written: t.writeBytes, num_write_ops: t.writeOps,
     bytes_unmapped: t.unmapBytes, num_unmap_ops: t.unmapOps, bytes_copied: 0, num_copy_ops: 0,
-    read_latency_ticks: t.readLatNs, max_read_latency_ticks: t.readLatMaxNs, min_read_latency_ticks: t.readLatMinNs,
-    write_latency_ticks: t.writeLatNs, max_write_latency_ticks: t.writeLatMaxNs, min_write_latency_ticks: t.writeLatMinNs,
-    unmap_latency_ticks: t.unmapLatNs, max_unmap_latency_ticks: 0, min_unmap_latency_ticks: 0,
+    read_latency_ticks: Math.round(t.readLatNs), max_read_latency_ticks: Math.round(t.readLatMaxNs), min_read_latency_ticks: Math.round(t.readLatMinNs),
+    write_latency_ticks: Math.round(t.writeLatNs), max_write_latency_ticks: Math.round(t.writeLatMaxNs), min_write_latency_ticks: Math.round(t.writeLatMinNs),
+    unmap_latency_ticks: Math.round(t.unmapLatNs), max_unmap_latency_ticks: 0, min_unmap_latency_ticks: 0,
     copy_latency_ticks: 0, max_copy_latency_ticks: 0, min_copy_latency_ticks: 0,
     io_error: t.errors > 0 ? { failed: t.errors } : {},
   };
