@@ -28,6 +28,9 @@ export const CHAIN_BAD_INDIRECT = -4;  // malformed indirect table
 export const CHAIN_BAD_ORDER = -5;     // readable descriptor after a writable one
 export const CHAIN_TOO_MANY_SEGS = -6; // more segments than the device accepts
 
+/** Largest segment readChain produces (SegmentTable lengths are Int32). */
+export const SEG_PIECE_MAX = 0x40000000;
+
 export class QueueSetupError extends Error {}
 
 /** A decoded descriptor chain: segments [base, base+n), the first `nRead` device-readable. */
@@ -38,6 +41,10 @@ export class Chain {
   nRead = 0;
   readBytes = 0;
   writeBytes = 0;
+  /** Buffer descriptors in the chain (an indirect table's own descriptor not counted). */
+  descs = 0;
+  /** Largest single descriptor length, in bytes. */
+  maxLen = 0;
 }
 
 export class SplitQueue {
@@ -118,7 +125,7 @@ export class SplitQueue {
    * boundaries. Returns CHAIN_OK or a CHAIN_* error.
    */
   readChain(head: number, segs: SegmentTable, base: number, maxSegs: number, c: Chain): number {
-    c.head = head; c.base = base; c.n = 0; c.nRead = 0; c.readBytes = 0; c.writeBytes = 0;
+    c.head = head; c.base = base; c.n = 0; c.nRead = 0; c.readBytes = 0; c.writeBytes = 0; c.descs = 0; c.maxLen = 0;
     // d32/d16 view the current table; entry i starts at element b32 + 4i / b16 + 8i
     let d32 = this.desc32, d16 = this.desc16, b32 = 0, b16 = 0, tableSize = this.size;
     let i = head, count = 0, inIndirect = false;
@@ -145,12 +152,15 @@ export class SplitQueue {
       }
       const write = (flags & VRING_DESC_F_WRITE) !== 0;
       if (!write && c.n > c.nRead) return CHAIN_BAD_ORDER;
-      // translate [addr, addr+len), splitting across regions
+      c.descs++;
+      if (len > c.maxLen) c.maxLen = len;
+      // translate [addr, addr+len), splitting across regions, and into pieces of at most
+      // SEG_PIECE_MAX bytes: segment lengths are Int32, and a descriptor may be up to 4 GiB - 1
       let a = addr, left = len;
       while (left > 0) {
         const r = mem.regionOf(a);
         if (r < 0) return CHAIN_BAD_ADDR;
-        const take = Math.min(left, mem.end[r] - a);
+        const take = Math.min(left, mem.end[r] - a, SEG_PIECE_MAX);
         if (c.n >= maxSegs) return CHAIN_TOO_MANY_SEGS;
         const k = base + c.n;
         segs.region[k] = r; segs.off[k] = a - mem.gpa[r]; segs.len[k] = take;

@@ -26,7 +26,7 @@ export interface BlkQueueCounters { requests: number; errors: number; badChains:
 const CHAIN_ERRORS: Record<number, string> = {
   [-1]: 'a buffer address is outside guest memory', [-2]: 'the descriptor chain loops or is longer than its table',
   [-3]: 'a next index is out of range', [-4]: 'a malformed indirect descriptor table',
-  [-5]: 'a device-readable descriptor follows a writable one', [-6]: 'the request has more segments than seg_max',
+  [-5]: 'a device-readable descriptor follows a writable one', [-6]: 'the request has more segments than its table holds',
 };
 
 export class BlkQueue implements Poller, BdevIoSink {
@@ -90,6 +90,7 @@ export class BlkQueue implements Poller, BdevIoSink {
       const head = vq.nextHead();
       if (head < 0) break;
       this.handle(head);
+      if (vq.broken !== null) break; // needs reset: execute nothing more from this batch
     }
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
     if (n > 0) vq.keepKicksSuppressed();
@@ -112,12 +113,12 @@ export class BlkQueue implements Poller, BdevIoSink {
     const c = this.chain, segs = this.segs;
     const base = head * B.BLK_CHAIN_SEGS;
     const rc = this.vq.readChain(head, segs, base, B.BLK_CHAIN_SEGS, c);
-    if (rc !== CHAIN_OK || c.readBytes < 16 || c.writeBytes < 1) {
-      // Without a trustworthy status byte the request can only be returned unused.
+    if (rc !== CHAIN_OK || c.writeBytes < 1) {
+      // No trustworthy status byte to fail the request with: the device needs a reset
+      // (VIRTIO_CONFIG_S_NEEDS_RESET). Returning it unused would let the guest read a stale status.
       this.counters.badChains++;
-      this.counters.lastError = rc !== CHAIN_OK ? `request ${head}: ${CHAIN_ERRORS[rc]}`
-        : `request ${head}: header (${c.readBytes} readable bytes) or status (${c.writeBytes} writable) missing`;
-      this.vq.pushUsed(head, 0);
+      this.vq.broken = rc !== CHAIN_OK ? `request ${head}: ${CHAIN_ERRORS[rc]}`
+        : `request ${head}: no device-writable status byte`;
       return;
     }
     const last = base + c.n - 1;
@@ -125,6 +126,16 @@ export class BlkQueue implements Poller, BdevIoSink {
     this.statusOff[head] = segs.off[last] + segs.len[last] - 1;
     this.inflight[head] = 1;
     this.inflightCount++;
+    // header + data + status: more than seg_max data descriptors, or one larger than size_max
+    // (+16: header and data may share a descriptor), or a short header fails the request.
+    if (c.readBytes < 16 || c.descs > B.BLK_SEG_MAX + 2 || c.maxLen > B.BLK_SIZE_MAX + 16) {
+      this.counters.badChains++;
+      this.counters.errors++;
+      this.counters.lastError = c.readBytes < 16 ? `request ${head}: header is ${c.readBytes} readable bytes`
+        : `request ${head}: ${c.descs} descriptors or one of ${c.maxLen} bytes exceeds seg_max/size_max`;
+      this.finish(head, B.VIRTIO_BLK_S_IOERR);
+      return;
+    }
     this.readHeader(base, c.nRead);
     const type = this.hdrView.getUint32(0, true);
     const sector = this.hdrView.getUint32(12, true) * TWO32 + this.hdrView.getUint32(8, true);
