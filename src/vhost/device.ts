@@ -1,7 +1,8 @@
 // The vhost-user back end for one controller socket: one front end (QEMU) at a time,
 // messages handled strictly in order, guest memory mapped here and handed to reactors.
 import { recvWithFds, sendWithFds, unixAccept, unixListen } from '../../native/socket.js';
-import { closeQuiet } from '../../native/libc.js';
+import { closeQuiet, memfdCreate, mmap, munmap } from '../../native/libc.js';
+import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';
 import * as P from './protocol.js';
 import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError } from './memory_table.js';
@@ -18,7 +19,7 @@ interface Message { req: number; flags: number; payload: Uint8Array; fds: number
 
 export const SUPPORTED_PROTOCOL_FEATURES = (1n << BigInt(P.PF.MQ)) | (1n << BigInt(P.PF.REPLY_ACK)) |
   (1n << BigInt(P.PF.CONFIG)) | (1n << BigInt(P.PF.RESET_DEVICE)) | (1n << BigInt(P.PF.CONFIGURE_MEM_SLOTS)) |
-  (1n << BigInt(P.PF.STATUS));
+  (1n << BigInt(P.PF.STATUS)) | (1n << BigInt(P.PF.INFLIGHT_SHMFD));
 
 function newVring(index: number): VringState {
   return { index, num: 0, descUaddr: 0, availUaddr: 0, usedUaddr: 0, addrSet: false, lastAvail: 0,
@@ -41,6 +42,8 @@ export class VhostUserDevice {
   vrings: VringState[];
   messages = 0;
   private closed = false;
+  /** The inflight-tracking region shared with the front end (INFLIGHT_SHMFD). */
+  private inflight: { addr: number; size: number; numQueues: number; queueSize: number } | null = null;
 
   constructor(readonly target: VhostTarget, readonly socketPath: string, private readonly loop: FdLoop) {
     this.vrings = Array.from({ length: target.maxQueues }, (_, i) => newVring(i));
@@ -123,7 +126,7 @@ export class VhostUserDevice {
     let fdsUsed = false;
     try {
       const reply = await this.dispatch(m, () => { fdsUsed = true; });
-      if (reply) this.send(m.req, reply);
+      if (reply) { if (reply.length > 0) this.send(m.req, reply); }
       else if (wantAck) this.sendU64(m.req, 0n);
     } catch (e) {
       const why = (e as Error).message;
@@ -138,14 +141,14 @@ export class VhostUserDevice {
     }
   }
 
-  private send(req: number, payload: Uint8Array): void {
+  private send(req: number, payload: Uint8Array, fds: number[] = []): void {
     const out = new Uint8Array(P.HDR_SIZE + payload.length);
     const dv = new DataView(out.buffer);
     dv.setUint32(0, req, true);
     dv.setUint32(4, P.FLAG_VERSION | P.FLAG_REPLY, true);
     dv.setUint32(8, payload.length, true);
     out.set(payload, P.HDR_SIZE);
-    try { sendWithFds(this.connFd, out); } catch (e) { this.disconnect(`reply failed: ${(e as Error).message}`); }
+    try { sendWithFds(this.connFd, out, fds); } catch (e) { this.disconnect(`reply failed: ${(e as Error).message}`); }
   }
 
   private sendU64(req: number, v: bigint): void {
@@ -322,9 +325,69 @@ export class VhostUserDevice {
         return null;
       case P.REQ.GET_STATUS:
         return u64(BigInt(this.status));
+      case P.REQ.GET_INFLIGHT_FD: {
+        need(20);
+        const nq = dv.getUint16(16, true), qs = dv.getUint16(18, true);
+        checkInflightGeometry(nq, qs, this.vrings.length);
+        const size = nq * inflightQueueBytes(qs);
+        const fd = memfdCreate(`vhostd-inflight-${this.target.ctrlr}`, size);
+        try {
+          this.setInflight(mmap(size, fd), size, nq, qs);
+          const out = new Uint8Array(p.length);
+          const o = new DataView(out.buffer);
+          o.setBigUint64(0, BigInt(size), true);
+          o.setBigUint64(8, 0n, true);
+          o.setUint16(16, nq, true);
+          o.setUint16(18, qs, true);
+          this.send(m.req, out, [fd]);
+        } finally {
+          closeQuiet(fd);
+        }
+        return new Uint8Array(0);   // already replied (with the fd)
+      }
+      case P.REQ.SET_INFLIGHT_FD: {
+        need(20);
+        if (m.fds.length !== 1) throw new ProtocolError(`SET_INFLIGHT_FD carries ${m.fds.length} fds, expected 1`);
+        useFds();
+        try {
+          const size = Number(dv.getBigUint64(0, true)), off = Number(dv.getBigUint64(8, true));
+          const nq = dv.getUint16(16, true), qs = dv.getUint16(18, true);
+          checkInflightGeometry(nq, qs, this.vrings.length);
+          if (size < nq * inflightQueueBytes(qs) || off % 4096 !== 0 || size > 1 << 30) {
+            throw new ProtocolError(`inflight region of ${size} bytes at offset ${off} does not fit ${nq} queues of ${qs}`);
+          }
+          let addr: number;
+          try { addr = mmap(size, m.fds[0], off); } catch (e) { throw new ProtocolError(`cannot map the inflight region: ${(e as Error).message}`); }
+          this.setInflight(addr, size, nq, qs);
+        } finally {
+          closeQuiet(m.fds[0]);
+        }
+        return null;
+      }
       default:
         throw new ProtocolError(`${P.REQ_NAMES[m.req] ?? `request ${m.req}`} is not supported by vhostd`);
     }
+  }
+
+  private setInflight(addr: number, size: number, numQueues: number, queueSize: number): void {
+    this.dropInflight();
+    this.inflight = { addr, size, numQueues, queueSize };
+  }
+
+  private dropInflight(): void {
+    if (this.inflight) { try { munmap(this.inflight.addr, this.inflight.size); } catch { /* gone */ } }
+    this.inflight = null;
+  }
+
+  private inflightFor(v: VringState): { addr: number } | undefined {
+    const f = this.inflight;
+    if (!f || v.index >= f.numQueues) return undefined;
+    if (f.queueSize !== v.num) {
+      log.warn(`${this.target.ctrlr}: queue ${v.index} has size ${v.num} but the inflight region was made for ` +
+        `${f.queueSize}: its requests are not tracked across reconnects`);
+      return undefined;
+    }
+    return { addr: f.addr + v.index * inflightQueueBytes(f.queueSize) };
   }
 
   private hasFeature(b: number): boolean { return (this.features & bit(b)) !== 0n; }
@@ -336,7 +399,8 @@ export class VhostUserDevice {
   private async maybeStart(v: VringState): Promise<void> {
     if (!this.ready(v)) return;
     try {
-      v.reactor = await this.target.startQueue({ vring: v, mem: toSpecs(this.regions), features: this.features });
+      v.reactor = await this.target.startQueue({ vring: v, mem: toSpecs(this.regions), features: this.features,
+        inflight: this.inflightFor(v) });
       v.started = true;
       log.info(`${this.target.ctrlr}: queue ${v.index} started on reactor ${v.reactor} (size ${v.num}, avail ${v.lastAvail}` +
         `${this.hasFeature(VIRTIO_RING_F_EVENT_IDX) ? ', event_idx' : ''})`);
@@ -370,6 +434,7 @@ export class VhostUserDevice {
     this.vrings = this.vrings.map((v) => newVring(v.index));
     for (const r of this.regions) unmapRegion(r);
     this.regions = [];
+    this.dropInflight();
     this.features = 0n;
     this.featuresSet = false;
     this.protocolFeatures = 0n;
@@ -404,6 +469,13 @@ export class VhostUserDevice {
     if (this.listenFd >= 0) { this.loop.unwatch(this.listenFd); closeQuiet(this.listenFd); this.listenFd = -1; }
     try { unlinkSync(this.socketPath); } catch { /* gone */ }
     await this.afterIdle(async () => {});
+  }
+}
+
+function checkInflightGeometry(numQueues: number, queueSize: number, maxQueues: number): void {
+  if (numQueues < 1 || numQueues > maxQueues) throw new ProtocolError(`inflight region for ${numQueues} queues (1..${maxQueues})`);
+  if (queueSize < 1 || queueSize > 32768 || (queueSize & (queueSize - 1)) !== 0) {
+    throw new ProtocolError(`inflight queue size ${queueSize} is not a power of two up to 32768`);
   }
 }
 

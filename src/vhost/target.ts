@@ -22,6 +22,8 @@ export interface QueueStart {
   vring: VringState;
   mem: MemRegionSpec[];
   features: bigint;
+  /** This queue's part of the inflight-tracking region, when the front end set one. */
+  inflight?: { addr: number };
 }
 
 export interface VhostTarget {

@@ -46,7 +46,7 @@ export class BlkController implements VhostTarget {
     const reactor = this.reactorFor(v.index);
     const spec: BlkQueueSpec = {
       ctrlr: this.ctrlr, qid: v.index, mem: q.mem, kickFd: v.kickFd, bdev: this.bdev.channelSpec(),
-      readOnly: this.readOnly, serial: this.bdev.name.slice(0, VIRTIO_BLK_ID_BYTES),
+      readOnly: this.readOnly, serial: this.bdev.name.slice(0, VIRTIO_BLK_ID_BYTES), inflight: q.inflight,
       ring: {
         size: v.num, descUaddr: v.descUaddr, availUaddr: v.availUaddr, usedUaddr: v.usedUaddr, lastAvail: v.lastAvail,
         eventIdx: (q.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n,

@@ -6,7 +6,8 @@ import { BdevIo, BdevIoSink, SegmentTable } from '../../bdev/bdev_io.js';
 import { BdevChannel } from '../../bdev/channel.js';
 import { BdevChannelSpec, IoStatus, IoType } from '../../bdev/types.js';
 import { Poller } from '../../src/reactor/poller.js';
-import { eventfdDrain } from '../../native/libc.js';
+import { eventfdDrain, view } from '../../native/libc.js';
+import { InflightRegion, inflightQueueBytes } from '../../src/virtio/inflight.js';
 import * as B from './virtio_blk.js';
 
 export interface BlkQueueSpec {
@@ -18,6 +19,8 @@ export interface BlkQueueSpec {
   bdev: BdevChannelSpec;
   readOnly: boolean;
   serial: string;
+  /** This queue's part of the front end's inflight-tracking region (INFLIGHT_SHMFD), if any. */
+  inflight?: { addr: number };
 }
 
 /** Counters a queue keeps for diagnosis (read by the control plane on request). */
@@ -72,6 +75,27 @@ export class BlkQueue implements Poller, BdevIoSink {
     this.blockSize = channel.blockSize;
     this.sectors = channel.numBlocks * (channel.blockSize / B.SECTOR);
     this.serial = new TextEncoder().encode(spec.serial.slice(0, B.VIRTIO_BLK_ID_BYTES));
+    if (spec.inflight) {
+      this.ifl = new InflightRegion(view(spec.inflight.addr, inflightQueueBytes(n)), 0, n);
+      const rec = this.ifl.recover(this.vq.usedIndex);
+      if (rec) {
+        // a previous back end died with these requests in flight: run them again, in order
+        this.vq.lastAvail = rec.lastAvail;
+        this.resubmit = rec.resubmit;
+      }
+    }
+  }
+
+  private readonly ifl: InflightRegion | null = null;
+  private resubmit: number[] | null = null;
+  /** Requests re-executed from the inflight region after a reconnect. */
+  resubmitted = 0;
+
+  /** Publishes completed requests (one used-index update, at most one guest notification). */
+  flushUsed(): number {
+    const n = this.vq.flush();
+    if (n > 0 && this.ifl !== null) this.ifl.published(this.vq.usedIndex);
+    return n;
   }
 
   get lastAvail(): number { return this.vq.lastAvail; }
@@ -80,7 +104,8 @@ export class BlkQueue implements Poller, BdevIoSink {
   poll(): number {
     const vq = this.vq;
     if (vq.broken !== null) return 0;
-    let work = vq.flush();
+    let work = this.flushUsed();
+    if (this.resubmit !== null) work += this.runResubmit();
     if (this.stopping) {
       if (this.inflightCount === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
       return work;
@@ -94,8 +119,19 @@ export class BlkQueue implements Poller, BdevIoSink {
     }
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
     if (n > 0) vq.keepKicksSuppressed();
-    work += n + vq.flush();
+    work += n + this.flushUsed();
     return work;
+  }
+
+  private runResubmit(): number {
+    const list = this.resubmit!;
+    this.resubmit = null;
+    for (const head of list) {
+      this.handle(head);
+      this.resubmitted++;
+      if (this.vq.broken !== null) break;
+    }
+    return list.length;
   }
 
   wakeFds(): number[] { return [this.spec.kickFd]; }
@@ -125,6 +161,7 @@ export class BlkQueue implements Poller, BdevIoSink {
     this.statusRegion[head] = segs.region[last];
     this.statusOff[head] = segs.off[last] + segs.len[last] - 1;
     this.inflight[head] = 1;
+    if (this.ifl !== null) this.ifl.fetched(head);
     this.inflightCount++;
     // header + data + status: more than seg_max data descriptors, or one larger than size_max
     // (+16: header and data may share a descriptor), or a short header fails the request.
@@ -281,5 +318,6 @@ export class BlkQueue implements Poller, BdevIoSink {
     this.inflight[head] = 0;
     this.inflightCount--;
     this.vq.pushUsed(head, this.usedLen[head]);
+    if (this.ifl !== null) this.ifl.completed(head);
   }
 }

@@ -32,7 +32,7 @@ registerOp('blk.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, repl
     r.closeChannel(q.spec.bdev.name);
     reply({ lastAvail: q.lastAvail, counters: q.counters });
   };
-  if (q.vq.broken !== null || q.inFlight === 0) { q.vq.flush(); done(); return; }
+  if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); done(); return; }
   q.stopping = true;
   q.onDrained = done;
 });
@@ -41,7 +41,7 @@ registerOp('blk.queueInfo', (_r: Reactor, a: { ctrlr: string }, reply) => {
   const out = [];
   for (const q of queues.values()) {
     if (q.spec.ctrlr === a.ctrlr) {
-      out.push({ qid: q.spec.qid, lastAvail: q.lastAvail, inflight: q.inFlight, notifications: q.vq.notifications, ...q.counters });
+      out.push({ qid: q.spec.qid, lastAvail: q.lastAvail, inflight: q.inFlight, notifications: q.vq.notifications, resubmitted: q.resubmitted, ...q.counters });
     }
   }
   reply(out);
