@@ -6,6 +6,7 @@ import { NullBdev } from '../../../bdev/null/null.js';
 import { resetStats } from '../../../bdev/stats.js';
 import { BdevError } from '../../../bdev/registry.js';
 import { MethodRegistry } from '../registry.js';
+import { registerBdevFileMethods } from './bdev_file.js';
 import { RpcCode, RpcError, invalidParams } from '../errors.js';
 import { Params } from '../params.js';
 import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev-info.js';
@@ -79,6 +80,7 @@ async function waitForBdev(ctx: AppContext, name: string, timeoutMs: number): Pr
 const resetModes = ['all', 'maxmin', 'none'] as const;
 
 export function registerBdevMethods(reg: MethodRegistry): void {
+  registerBdevFileMethods(reg);
   const mallocSchema = {
     name: { type: 'string', desc: 'bdev name; default Malloc<N>' },
     ...geometry,
