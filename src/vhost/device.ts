@@ -68,7 +68,7 @@ export class VhostUserDevice {
       }
       this.connFd = fd;
       this.rlen = 0;
-      log.info(`${this.target.ctrlr}: front end connected`);
+      log.notice(`${this.target.ctrlr}: front end connected`);
       this.loop.watch(fd, () => this.onReadable());
     }
   }

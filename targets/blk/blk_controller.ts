@@ -7,6 +7,9 @@ import { blkConfigSpace, blkFeatures, BlkGeometry } from './blk_config.js';
 import { BlkQueueSpec } from './blk_queue.js';
 import { bit, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../../src/virtio/constants.js';
 import { VIRTIO_BLK_ID_BYTES } from './virtio_blk.js';
+import { logger } from '../../src/log.js';
+
+const log = logger('vhost_blk');
 
 export const BLK_MAX_QUEUES = 64;
 
@@ -53,7 +56,10 @@ export class BlkController implements VhostTarget {
         indirect: (q.features & bit(VIRTIO_RING_F_INDIRECT_DESC)) !== 0n, callFd: v.callFd,
       },
     };
-    await this.pool.call(reactor, 'blk.startQueue', spec);
+    const r = await this.pool.call<{ recovered: number }>(reactor, 'blk.startQueue', spec);
+    if (r.recovered > 0) {
+      log.notice(`${this.ctrlr}: queue ${v.index}: re-running ${r.recovered} request(s) left in flight by the previous connection`);
+    }
     return reactor;
   }
 

@@ -82,12 +82,15 @@ export class BlkQueue implements Poller, BdevIoSink {
         // a previous back end died with these requests in flight: run them again, in order
         this.vq.lastAvail = rec.lastAvail;
         this.resubmit = rec.resubmit;
+        this.recovered = rec.resubmit.length;
       }
     }
   }
 
   private readonly ifl: InflightRegion | null = null;
   private resubmit: number[] | null = null;
+  /** Requests found in flight in the inflight region at start (re-run first). */
+  recovered = 0;
   /** Requests re-executed from the inflight region after a reconnect. */
   resubmitted = 0;
 

@@ -19,7 +19,7 @@ registerOp('blk.startQueue', (r: Reactor, spec: BlkQueueSpec, reply) => {
   q.onBroken = (bq, why) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
   queues.set(k, q);
   r.addPoller(q);
-  reply({ reactor: r.index });
+  reply({ reactor: r.index, recovered: q.recovered });
 });
 
 registerOp('blk.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, reply) => {
