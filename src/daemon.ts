@@ -19,6 +19,7 @@ import type { DaemonOptions } from './cli/vhostd-args.js';
 import { UsageError } from './cli/vhostd-args.js';
 
 const log = logger('app');
+const SHUTDOWN_LIMIT_MS = 15_000;
 
 
 export class App implements AppContext {
@@ -51,6 +52,12 @@ export class App implements AppContext {
     if (this.stopping) return;
     log.notice(`shutting down: ${reason}`);
     this.state = 'stopping';
+    // bounded: a backend that never completes its I/O must not keep the process alive
+    const limit = setTimeout(() => {
+      log.error(`shutdown did not finish in ${SHUTDOWN_LIMIT_MS / 1000} s (I/O still in flight?): exiting anyway`);
+      this.onStopped(1);
+    }, SHUTDOWN_LIMIT_MS);
+    limit.unref();
     this.stopping = this.stopAll().then(() => this.onStopped(0), (e) => {
       log.error(`shutdown failed: ${(e as Error).message}`);
       this.onStopped(1);

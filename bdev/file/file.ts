@@ -10,7 +10,7 @@ import { MAX_REACTORS } from '../stats.js';
 import { IoTypeName } from '../types.js';
 import { koffi, libc } from '../../native/koffi.js';
 import { errnoMessage, errnoName, ERRNO } from '../../native/errors.js';
-import { closeQuiet, mmap, munmap, raw, O_CLOEXEC, O_DIRECT, O_RDONLY, O_RDWR } from '../../native/libc.js';
+import { closeQuiet, fdatasync, mmap, munmap, raw, O_CLOEXEC, O_DIRECT, O_RDONLY, O_RDWR } from '../../native/libc.js';
 import { logger } from '../../src/log.js';
 import { chooseEngine, ENGINE_BY_CODE, EngineName } from './engine.js';
 
@@ -394,6 +394,8 @@ export class FileBdev extends Bdev {
     this.destroyed = true;
     unwatch(this);
     if (!this.readonly && writers.get(this.b.key) === this.name) writers.delete(this.b.key);
+    // writes the guest saw completed are in the page cache at least; make them durable too
+    if (!this.readonly) { try { fdatasync(this.b.fd); } catch (e) { log.warn(`bdev '${this.name}': final flush failed: ${(e as Error).message}`); } }
     closeQuiet(this.b.directFd);
     closeQuiet(this.b.fd);
   }
