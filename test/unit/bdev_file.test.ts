@@ -10,7 +10,6 @@ import { BdevRegistry, BdevError } from '../../bdev/registry.js';
 import { ERRNO } from '../../native/errors.js';
 import { IoStatus, IoType } from '../../bdev/types.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
-import { registerBdevFileMethods } from '../../src/rpc/methods/bdev_file.js';
 import { registerBdevMethods } from '../../src/rpc/methods/bdev.js';
 import { toRpcError } from '../../src/rpc/errors.js';
 import type { AppContext } from '../../src/app.js';
@@ -279,8 +278,7 @@ describe('a 4K-sector file system', () => {
 
 describe('RPC: bdev_uring_* and bdev_aio_*', () => {
   const reg = new MethodRegistry();
-  registerBdevMethods(reg);
-  registerBdevFileMethods(reg);
+  registerBdevMethods(reg);   // includes the file methods
   const bdevs = new BdevRegistry();
   const ctx = { bdevs, state: 'running', reactors: { cpus: [0], describe: () => ({}) }, subsystems: [] } as unknown as AppContext;
   const call = (m: string, p?: unknown) => reg.invoke(m, p, ctx);
