@@ -127,8 +127,10 @@ export class Reactor {
       rounds = 0; busyRounds = 0;
       if (this.timed.length > 0) this.runTimed(now);
       if (idleSleepMs >= 0 && now - lastWork >= idleSleepMs) {
-        this.sleep();
-        windowStart = lastWork = performance.now();
+        const woken = this.sleep();
+        windowStart = performance.now();
+        // a wake-up by an fd means work is likely: poll a while; a timeout means sleep again soon
+        if (woken) lastWork = windowStart;
       }
     }
     for (const { ch } of this.channels.values()) ch.destroy();
@@ -139,7 +141,8 @@ export class Reactor {
   }
 
   /** Interrupt mode: arm every poller, then block in epoll until an fd or the wake eventfd fires. */
-  private sleep(): void {
+  /** Returns whether an fd (not the timeout) ended the sleep. */
+  private sleep(): boolean {
     const mbox = this.mbox;
     Atomics.store(mbox, M.MB_SLEEPING, 1);
     let armed = 0, ok = Atomics.load(mbox, M.MB_SEQ) === this.seen;
@@ -152,12 +155,16 @@ export class Reactor {
         timeout = Math.min(MAX_SLEEP_MS, Math.max(0, Math.ceil(Math.min(...this.timed.map((t) => t.next)) - now)));
       }
       this.st[M.ST_SLEEPS]++;
-      this.epoll.wait(timeout);
+      const n = this.epoll.wait(timeout);
       eventfdDrain(this.init.wakeFd);
-      this.st[M.ST_WAKEUPS]++;
+      if (n > 0) this.st[M.ST_WAKEUPS]++;
+      for (let i = 0; i < armed; i++) this.pollers[i].disarmInterrupt();
+      Atomics.store(mbox, M.MB_SLEEPING, 0);
+      return n > 0;
     }
     for (let i = 0; i < armed; i++) this.pollers[i].disarmInterrupt();
     Atomics.store(mbox, M.MB_SLEEPING, 0);
+    return true;
   }
 }
 
