@@ -2,9 +2,9 @@
 import { fixtureNull } from "./fixture.js";
 import { qsdFile, qsdNull } from "./qsd.js";
 import type { DriverEnv, TargetDriver } from "./target.js";
-import { vhostd, vhostdNames } from "./vhostd.js";
+import { vhostd, vhostdFile, vhostdNames } from "./vhostd.js";
 
-export const TARGET_HELP = "qsd-null, qsd-file:PATH, qsd-file-direct:PATH, vhostd-null, vhostd-malloc, fixture-null";
+export const TARGET_HELP = "qsd-null, qsd-file:PATH, qsd-file-direct:PATH, vhostd-null, vhostd-malloc, vhostd-file:PATH, fixture-null";
 
 export function makeDriver(env: DriverEnv, name: string): TargetDriver {
   if (name === "qsd-null") return qsdNull(env);
@@ -12,5 +12,7 @@ export function makeDriver(env: DriverEnv, name: string): TargetDriver {
   if (vhostdNames.includes(name)) return vhostd(env, name);
   const m = /^(qsd-file|qsd-file-direct):(.+)$/.exec(name);
   if (m) return qsdFile(env, name, m[2], m[1] === "qsd-file-direct");
+  const f = /^vhostd-file:(.+)$/.exec(name);
+  if (f) return vhostdFile(env, name, f[1]);
   throw new Error(`unknown target '${name}' (known: ${TARGET_HELP})`);
 }

@@ -25,8 +25,13 @@ function config(b: Bdev): object {
   };
 }
 
-export function vhostd(env: DriverEnv, name: string): TargetDriver {
-  const bdev = BDEVS[name];
+/** vhostd-file:PATH — a bdev_uring_create bdev (O_DIRECT where the file system allows it). */
+export function vhostdFile(env: DriverEnv, name: string, path: string): TargetDriver {
+  return vhostd(env, name, { method: "bdev_uring_create", params: { name: "File0", filename: path } });
+}
+
+export function vhostd(env: DriverEnv, name: string, bdevOverride?: Bdev): TargetDriver {
+  const bdev = bdevOverride ?? BDEVS[name];
   return {
     name,
     start: async (dir) => {
