@@ -5,7 +5,7 @@ import { closeQuiet, memfdCreate, mmap, munmap } from '../../native/libc.js';
 import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';
 import * as P from './protocol.js';
-import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError } from './memory_table.js';
+import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked } from './memory_table.js';
 import { VhostTarget, VringState } from './target.js';
 import { VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_RING_F_EVENT_IDX, bit } from '../virtio/constants.js';
 import { logger } from '../log.js';
@@ -42,6 +42,10 @@ export class VhostUserDevice {
   vrings: VringState[];
   messages = 0;
   private closed = false;
+  /** Counts accepted front ends: a reply goes only to the connection its request came from. */
+  private connGen = 0;
+  /** Resets of dropped front ends not done yet: a new front end's messages wait for them. */
+  private pendingResets = 0;
   /** The inflight-tracking region shared with the front end (INFLIGHT_SHMFD). */
   private inflight: { addr: number; size: number; numQueues: number; queueSize: number } | null = null;
 
@@ -67,6 +71,7 @@ export class VhostUserDevice {
         continue;
       }
       this.connFd = fd;
+      this.connGen++;
       this.rlen = 0;
       log.notice(`${this.target.ctrlr}: front end connected`);
       this.loop.watch(fd, () => this.onReadable());
@@ -104,10 +109,10 @@ export class VhostUserDevice {
   private reqName(): string { return P.REQ_NAMES[this.hdrView().getUint32(0, true)] ?? `request ${this.hdrView().getUint32(0, true)}`; }
 
   private async pump(): Promise<void> {
-    if (this.busy) return;
+    if (this.busy || this.pendingResets > 0) return;
     this.busy = true;
     try {
-      while (this.queue.length > 0 && this.connFd >= 0) {
+      while (this.queue.length > 0 && this.connFd >= 0 && this.pendingResets === 0) {
         const m = this.queue.shift()!;
         await this.handle(m);
       }
@@ -123,14 +128,19 @@ export class VhostUserDevice {
     const name = P.REQ_NAMES[m.req] ?? `unknown request ${m.req}`;
     log.debug(`${this.target.ctrlr}: ${name} size=${m.payload.length} fds=${m.fds.length}`);
     const wantAck = (m.flags & P.FLAG_NEED_REPLY) !== 0 && this.hasPF(P.PF.REPLY_ACK);
+    const gen = this.connGen;
     let fdsUsed = false;
     try {
       const reply = await this.dispatch(m, () => { fdsUsed = true; });
+      // the front end may have gone (and another come) while this message was handled
+      if (gen !== this.connGen || this.connFd < 0) return;
       if (reply) { if (reply.length > 0) this.send(m.req, reply); }
       else if (wantAck) this.sendU64(m.req, 0n);
     } catch (e) {
       const why = (e as Error).message;
-      if (wantAck && !(e instanceof FatalError)) {
+      if (gen !== this.connGen || this.connFd < 0) {
+        log.error(`${this.target.ctrlr}: ${name} of a front end that has gone failed: ${why}`);
+      } else if (wantAck && !(e instanceof FatalError)) {
         log.error(`${this.target.ctrlr}: ${name} refused: ${why}`);
         this.sendU64(m.req, 1n);
       } else {
@@ -226,8 +236,11 @@ export class VhostUserDevice {
         if (m.fds.length !== 1) throw new ProtocolError(`ADD_MEM_REG carries ${m.fds.length} fds, expected 1`);
         useFds();
         if (this.regions.length >= P.MAX_MEM_SLOTS) { closeQuiet(m.fds[0]); throw new ProtocolError('all memory slots are in use'); }
+        let spec: ReturnType<typeof parseRegion>;
+        // parse before mapRegion takes the fd: a bad field must not leak it
+        try { spec = parseRegion(dv, 8); } catch (e) { closeQuiet(m.fds[0]); throw new ProtocolError((e as Error).message); }
         let r: MappedRegion;
-        try { r = mapRegion(parseRegion(dv, 8), m.fds[0]); } catch (e) { throw new ProtocolError((e as Error).message); }
+        try { r = mapRegion(spec, m.fds[0]); } catch (e) { throw new ProtocolError((e as Error).message); }
         try { checkOverlap([...this.regions, r]); } catch (e) { unmapRegion(r); throw e; }
         await this.replaceMemory([...this.regions, r]);
         return null;
@@ -356,6 +369,7 @@ export class VhostUserDevice {
           if (size < nq * inflightQueueBytes(qs) || off % 4096 !== 0 || size > 1 << 30) {
             throw new ProtocolError(`inflight region of ${size} bytes at offset ${off} does not fit ${nq} queues of ${qs}`);
           }
+          checkBacked(m.fds[0], off + size, 'inflight region');
           let addr: number;
           try { addr = mmap(size, m.fds[0], off); } catch (e) { throw new ProtocolError(`cannot map the inflight region: ${(e as Error).message}`); }
           this.setInflight(addr, size, nq, qs);
@@ -452,7 +466,10 @@ export class VhostUserDevice {
     this.rfds = [];
     for (const m of this.queue) for (const fd of m.fds) closeQuiet(fd);
     this.queue = [];
-    void this.afterIdle(() => this.reset());
+    // the reset runs once the message in hand is done; until then a new front end's messages
+    // wait, or the reset would wipe what they negotiate
+    this.pendingResets++;
+    void this.afterIdle(async () => { try { await this.reset(); } finally { this.pendingResets--; } });
   }
 
   private async afterIdle(f: () => Promise<void>): Promise<void> {

@@ -1,5 +1,6 @@
 // Guest memory regions received over vhost-user: validated, mapped once in this
 // process, described to reactors as plain MemRegionSpec data.
+import { fstatSync } from 'node:fs';
 import { mmap, munmap, closeQuiet } from '../../native/libc.js';
 import { MemRegionSpec, MAX_ADDR } from '../memory/guest_memory.js';
 
@@ -28,12 +29,28 @@ export function mapRegion(r: { gpa: number; size: number; uaddr: number; mmapOff
       throw new MemoryError(`memory region gpa 0x${r.gpa.toString(16)} size 0x${r.size.toString(16)} overflows`);
     }
     const mapLen = r.mmapOffset + r.size;
+    checkBacked(fd, mapLen, 'guest memory region');
     let mapAddr: number;
     try { mapAddr = mmap(mapLen, fd); } catch (e) { throw new MemoryError(`cannot map guest memory region: ${(e as Error).message}`); }
     return { ...r, mapAddr, mapLen, hva: mapAddr + r.mmapOffset };
   } finally {
     closeQuiet(fd);
   }
+}
+
+/**
+ * Refuses a mapping of `len` bytes that reaches past the end of the file behind `fd`: mmap
+ * accepts it, but the first access past the end raises SIGBUS and kills the whole process.
+ * (Only regular files, memfds and hugetlbfs files have a size to check against.)
+ */
+export function checkBacked(fd: number, len: number, what: string): void {
+  let size: number;
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return;
+    size = st.size;
+  } catch (e) { throw new MemoryError(`cannot stat the fd of the ${what}: ${(e as Error).message}`); }
+  if (len > size) throw new MemoryError(`${what} of ${len} bytes (offset included) is larger than its fd (${size} bytes)`);
 }
 
 export function unmapRegion(r: MappedRegion): void {
