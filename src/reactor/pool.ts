@@ -109,10 +109,20 @@ export class ReactorPool implements ReactorsView {
     };
   }
 
+  /**
+   * Stops every reactor cooperatively: it leaves its loop, closes its channels and exits.
+   * A worker is never terminated while it may be inside a native (koffi) call: that can
+   * abort the whole process (seen with koffi when workers are terminated mid-call).
+   */
   async stop(): Promise<void> {
     await Promise.all(this.reactors.map(async (h) => {
-      try { await Promise.race([this.call(h.index, 'stop', null), new Promise((r) => setTimeout(r, 2000))]); } catch { /* gone */ }
-      await h.worker.terminate();
+      const exited = new Promise<void>((r) => { if (h.worker.threadId < 0) r(); else h.worker.once('exit', () => r()); });
+      this.call(h.index, 'stop', null).catch(() => { /* already gone */ });
+      const t = await Promise.race([exited.then(() => 'exited'), new Promise((r) => setTimeout(() => r('late'), 5000))]);
+      if (t === 'late') {
+        log.warn(`reactor ${h.index} did not stop within 5 s: terminating its thread`);
+        await h.worker.terminate();
+      }
       closeQuiet(h.wakeFd);
     }));
   }
