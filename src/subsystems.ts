@@ -4,7 +4,7 @@
 import type { AppContext, Subsystem } from './app.js';
 import { MethodRegistry } from './rpc/registry.js';
 import { registerBdevMethods } from './rpc/methods/bdev.js';
-import { registerVhostMethods } from './rpc/methods/vhost.js';
+import { registerVhostMethods, registerVhostScsiMethods } from './rpc/methods/vhost.js';
 
 export interface SubsystemEntry {
   readonly name: string;
@@ -37,8 +37,17 @@ export const vhostBlkSubsystem: SubsystemEntry = {
   register: (rpc, ctx) => registerVhostMethods(rpc, () => vhostOf(ctx)),
 };
 
+export const vhostScsiSubsystem: SubsystemEntry = {
+  name: 'vhost_scsi',
+  create: (ctx) => ({
+    name: 'vhost_scsi', dependsOn: ['bdev'],
+    configCalls: () => (ctx.vhost ? ctx.vhost.configCalls('scsi') : []),
+  }),
+  register: (rpc, ctx) => registerVhostScsiMethods(rpc, () => vhostOf(ctx)),
+};
+
 export const SUBSYSTEMS: SubsystemEntry[] = [
   bdevSubsystem,
   vhostBlkSubsystem,
-  // vhost_scsi: append here
+  vhostScsiSubsystem,
 ];

@@ -3,3 +3,4 @@ import '../../bdev/null/null_channel.js';
 import '../../bdev/malloc/malloc_channel.js';
 import '../../targets/blk/blk_reactor.js';
 import '../../bdev/file/file_channel.js';
+import '../../targets/scsi/scsi_reactor.js';

@@ -202,7 +202,10 @@ export class VhostUserDevice {
         return null;
       case P.REQ.RESET_OWNER:
       case P.REQ.RESET_DEVICE:
-        await this.reset();
+        // a device reset (QEMU's vhost-user-scsi sends it whenever the guest resets the
+        // device): rings only. Memory, features and protocol features stay, as in
+        // libvhost-user: QEMU renegotiates none of them and sends only memory-table changes.
+        await this.resetRings();
         return null;
       case P.REQ.GET_QUEUE_NUM:
         return u64(BigInt(this.target.maxQueues));
@@ -438,6 +441,15 @@ export class VhostUserDevice {
     this.regions = next;
     for (const r of old) if (!next.includes(r)) unmapRegion(r);
     for (const v of running) await this.maybeStart(v);
+  }
+
+  private async resetRings(): Promise<void> {
+    for (const v of this.vrings) {
+      await this.stopVring(v);
+      closeQuiet(v.kickFd); closeQuiet(v.callFd); closeQuiet(v.errFd);
+    }
+    this.vrings = this.vrings.map((v) => newVring(v.index));
+    this.status = 0;
   }
 
   private async reset(): Promise<void> {

@@ -7,6 +7,8 @@ import { VhostUserDevice } from './device.js';
 import { ReactorPool } from '../reactor/pool.js';
 import { BdevRegistry } from '../../bdev/registry.js';
 import { BlkController } from '../../targets/blk/blk_controller.js';
+import { ScsiController } from '../../targets/scsi/scsi_controller.js';
+import { SCSI_MAX_TARGETS } from '../../targets/scsi/virtio_scsi.js';
 import { parseCpumask, formatCpumask } from '../cpumask.js';
 import { logger } from '../log.js';
 import { ConfigCall } from '../../bdev/bdev.js';
@@ -19,14 +21,17 @@ export class VhostError extends Error {
 
 export interface Coalescing { delayBaseUs: number; iopsThreshold: number }
 
-interface Entry {
+interface EntryBase {
   name: string;
-  kind: 'blk';
-  device: VhostUserDevice;
-  ctrl: BlkController;
+  /** The vhost-user socket; null for a scsi controller created with delay until it is started. */
+  device: VhostUserDevice | null;
+  path: string;
   cpus: number[];
   coalescing: Coalescing;
 }
+interface BlkEntry extends EntryBase { kind: 'blk'; ctrl: BlkController }
+interface ScsiEntry extends EntryBase { kind: 'scsi'; ctrl: ScsiController }
+type Entry = BlkEntry | ScsiEntry;
 
 export class VhostManager {
   private readonly ctrls = new Map<string, Entry>();
@@ -67,12 +72,98 @@ export class VhostManager {
       const ctrl = new BlkController(p.ctrlr, bdev, p.readonly ?? false, reactors, this.pool);
       device = new VhostUserDevice(ctrl, path, this.loop);
       device.listen();
-      this.ctrls.set(p.ctrlr, { name: p.ctrlr, kind: 'blk', device, ctrl, cpus, coalescing: { delayBaseUs: 0, iopsThreshold: 0 } });
+      this.ctrls.set(p.ctrlr, { name: p.ctrlr, kind: 'blk', device, path, ctrl, cpus, coalescing: { delayBaseUs: 0, iopsThreshold: 0 } });
     } catch (e) {
       this.bdevs.release(p.dev_name, `vhost controller ${p.ctrlr}`);
       throw e;
     }
     log.notice(`vhost-user-blk controller ${p.ctrlr} on ${path} serves bdev ${bdev.name} (cpumask ${formatCpumask(cpus)})`);
+  }
+
+  /** vhost_create_scsi_controller: with delay the socket is only created by startScsi (SPDK semantics). */
+  createScsi(p: { ctrlr: string; cpumask?: string; delay?: boolean }): void {
+    checkName(p.ctrlr);
+    if (this.ctrls.has(p.ctrlr)) throw new VhostError('exists', `controller '${p.ctrlr}' already exists`);
+    const { cpus, reactors } = this.reactorsFor(p.cpumask);
+    const path = join(this.socketDir, p.ctrlr);
+    const ctrl = new ScsiController(p.ctrlr, reactors, this.pool);
+    const e: ScsiEntry = { name: p.ctrlr, kind: 'scsi', device: null, path, ctrl, cpus, coalescing: { delayBaseUs: 0, iopsThreshold: 0 } };
+    if (!p.delay) this.listenScsi(e);
+    this.ctrls.set(p.ctrlr, e);
+    log.notice(`vhost-user-scsi controller ${p.ctrlr} ${p.delay ? 'created (socket on vhost_start_scsi_controller)' : `on ${path}`} ` +
+      `(cpumask ${formatCpumask(cpus)})`);
+  }
+
+  private listenScsi(e: ScsiEntry): void {
+    const device = new VhostUserDevice(e.ctrl, e.path, this.loop);
+    device.listen();
+    e.device = device;
+  }
+
+  /** vhost_start_scsi_controller: creates the socket of a delayed controller (a started one is left alone). */
+  startScsi(name: string): void {
+    const e = this.scsi(name);
+    if (e.device) return;
+    this.listenScsi(e);
+    log.notice(`vhost-user-scsi controller ${name} started on ${e.path}`);
+  }
+
+  private scsi(name: string): ScsiEntry {
+    const e = this.get(name);
+    if (e.kind !== 'scsi') throw new VhostError('invalid', `controller '${name}' is a vhost-${e.kind} controller, not vhost-scsi`);
+    return e;
+  }
+
+  /** vhost_scsi_controller_add_target: returns the target number used. */
+  async scsiAddTarget(name: string, num: number, bdevName: string): Promise<number> {
+    const e = this.scsi(name);
+    if (num >= SCSI_MAX_TARGETS || num < -1) {
+      throw new VhostError('invalid', `scsi_target_num ${num} is out of range: use 0-${SCSI_MAX_TARGETS - 1}, or -1 for the first free one`);
+    }
+    if (num < 0) {
+      num = e.ctrl.freeSlot();
+      if (num < 0) throw new VhostError('busy', `controller '${name}' has no free SCSI target (all ${SCSI_MAX_TARGETS} are in use)`);
+    } else if (e.ctrl.slots[num]) {
+      throw new VhostError('exists', `SCSI target ${num} of controller '${name}' is already occupied (bdev ${e.ctrl.slots[num]!.bdev.name})`);
+    }
+    const owner = `vhost controller ${name}`;
+    const bdev = this.bdevs.claim(bdevName, owner);
+    if (this.scsiUses(e, bdev.name)) {
+      throw new VhostError('exists', `bdev '${bdev.name}' is already a target of controller '${name}'`);
+    }
+    try {
+      await e.ctrl.addTarget(num, bdev);
+    } catch (err) {
+      if (!this.scsiUses(e, bdev.name)) this.bdevs.release(bdev.name, owner);
+      throw err;
+    }
+    log.notice(`${name}: SCSI target ${num} serves bdev ${bdev.name}`);
+    return num;
+  }
+
+  private scsiUses(e: ScsiEntry, bdev: string): boolean { return e.ctrl.slots.some((s) => s !== null && s.bdev.name === bdev); }
+
+  /** vhost_scsi_controller_remove_target: resolves once the target's commands finished and the guest was told. */
+  async scsiRemoveTarget(name: string, num: number): Promise<void> {
+    const e = this.scsi(name);
+    if (num < 0 || num >= SCSI_MAX_TARGETS) {
+      throw new VhostError('invalid', `scsi_target_num ${num} is out of range: use 0-${SCSI_MAX_TARGETS - 1}`);
+    }
+    const slot = e.ctrl.slots[num];
+    if (!slot) throw new VhostError('not_found', `SCSI target ${num} of controller '${name}' is empty`);
+    if (slot.state !== 'present') throw new VhostError('busy', `SCSI target ${num} of controller '${name}' is being removed`);
+    const bdev = await e.ctrl.removeTarget(num);
+    if (!this.scsiUses(e, bdev.name)) this.bdevs.release(bdev.name, `vhost controller ${name}`);
+    log.notice(`${name}: SCSI target ${num} (bdev ${bdev.name}) removed`);
+  }
+
+  private releaseAll(e: Entry): void {
+    const owner = `vhost controller ${e.name}`;
+    if (e.kind === 'blk') { this.bdevs.release(e.ctrl.bdev.name, owner); return; }
+    for (let i = 0; i < e.ctrl.slots.length; i++) {
+      const s = e.ctrl.slots[i];
+      if (s) { this.bdevs.release(s.bdev.name, owner); e.ctrl.slots[i] = null; }
+    }
   }
 
   get(name: string): Entry {
@@ -83,12 +174,13 @@ export class VhostManager {
 
   async remove(name: string): Promise<void> {
     const e = this.get(name);
-    if (e.device.connected) {
+    if (e.device?.connected) {
       throw new VhostError('busy', `controller '${name}' has a connected front end: stop or detach the VM first`);
     }
     this.ctrls.delete(name);
-    await e.device.close();
-    this.bdevs.release(e.ctrl.bdev.name, `vhost controller ${name}`);
+    await e.device?.close();
+    // SPDK removes a scsi controller's remaining targets with it
+    this.releaseAll(e);
     log.notice(`controller ${name} removed`);
   }
 
@@ -103,24 +195,40 @@ export class VhostManager {
 
   list(name?: string): Record<string, unknown>[] {
     const es = name === undefined ? [...this.ctrls.values()] : [this.get(name)];
-    return es.map((e) => ({
-      ctrlr: e.name,
-      cpumask: formatCpumask(e.cpus),
-      delay_base_us: e.coalescing.delayBaseUs,
-      iops_threshold: e.coalescing.iopsThreshold,
-      socket: e.device.socketPath,
-      sessions: e.device.connected ? [{ vid: 0, id: 0, name: `${e.name}s0`, started: e.device.vrings.some((v) => v.started),
-        max_queues: e.device.vrings.filter((v) => v.started).length, inflight_task_cnt: 0 }] : [],
-      backend_specific: { block: { readonly: e.ctrl.readOnly, bdev: e.ctrl.bdev.name, transport: 'vhost_user_blk' } },
-    }));
+    return es.map((e) => {
+      const d = e.device;
+      return {
+        ctrlr: e.name,
+        cpumask: formatCpumask(e.cpus),
+        delay_base_us: e.coalescing.delayBaseUs,
+        iops_threshold: e.coalescing.iopsThreshold,
+        socket: e.path,
+        sessions: d && d.connected ? [{ vid: 0, id: 0, name: `${e.name}s0`, started: d.vrings.some((v) => v.started),
+          max_queues: d.vrings.filter((v) => v.started).length, inflight_task_cnt: 0 }] : [],
+        backend_specific: e.kind === 'blk'
+          ? { block: { readonly: e.ctrl.readOnly, bdev: e.ctrl.bdev.name, transport: 'vhost_user_blk' } }
+          : { scsi: scsiTargets(e.ctrl) },
+      };
+    });
   }
 
-  configCalls(kind: 'blk'): ConfigCall[] {
+  configCalls(kind: 'blk' | 'scsi'): ConfigCall[] {
     const out: ConfigCall[] = [];
     for (const e of this.ctrls.values()) {
       if (e.kind !== kind) continue;
-      out.push({ method: 'vhost_create_blk_controller',
-        params: { ctrlr: e.name, dev_name: e.ctrl.bdev.name, cpumask: formatCpumask(e.cpus), readonly: e.ctrl.readOnly } });
+      if (e.kind === 'blk') {
+        out.push({ method: 'vhost_create_blk_controller',
+          params: { ctrlr: e.name, dev_name: e.ctrl.bdev.name, cpumask: formatCpumask(e.cpus), readonly: e.ctrl.readOnly } });
+      } else {
+        // as SPDK's vhost_scsi_write_config_json: create delayed, add the targets, then start
+        out.push({ method: 'vhost_create_scsi_controller', params: { ctrlr: e.name, cpumask: formatCpumask(e.cpus), delay: true } });
+        e.ctrl.slots.forEach((s, i) => {
+          if (s && s.state === 'present') {
+            out.push({ method: 'vhost_scsi_controller_add_target', params: { ctrlr: e.name, scsi_target_num: i, bdev_name: s.bdev.name } });
+          }
+        });
+        if (e.device) out.push({ method: 'vhost_start_scsi_controller', params: { ctrlr: e.name } });
+      }
       if (e.coalescing.delayBaseUs || e.coalescing.iopsThreshold) {
         out.push({ method: 'vhost_controller_set_coalescing',
           params: { ctrlr: e.name, delay_base_us: e.coalescing.delayBaseUs, iops_threshold: e.coalescing.iopsThreshold } });
@@ -131,12 +239,22 @@ export class VhostManager {
 
   async closeAll(): Promise<void> {
     for (const e of this.ctrls.values()) {
-      await e.device.close();
-      this.bdevs.release(e.ctrl.bdev.name, `vhost controller ${e.name}`);
+      await e.device?.close();
+      this.releaseAll(e);
     }
     this.ctrls.clear();
     this.loop.close();
   }
+}
+
+/** backend_specific.scsi of vhost_get_controllers, in SPDK's vhost_scsi_dump_info_json shape. */
+function scsiTargets(c: ScsiController): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  c.slots.forEach((s, i) => {
+    if (!s || s.state !== 'present') return;
+    out.push({ scsi_dev_num: i, id: i, target_name: `Target ${i}`, luns: [{ id: 0, bdev_name: s.bdev.name }] });
+  });
+  return out;
 }
 
 function parseCpumaskChecked(mask: string): number[] {

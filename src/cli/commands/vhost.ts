@@ -11,6 +11,23 @@ export const vhostCommands: CommandSpec[] = [
     { name: 'packed_ring_recovery', flags: ['-l', '--packed_ring_recovery'], type: 'bool', help: 'packed ring live recovery' },
     { name: 'transport', flags: ['--transport'], help: 'virtio blk transport name (default: vhost_user_blk)' },
   ] },
+  { name: 'vhost_create_scsi_controller', help: 'Add new vhost controller', args: [
+    { name: 'ctrlr', required: true, help: 'controller name' },
+    { name: 'cpumask', flags: ['--cpumask'], help: 'cpu mask for this controller' },
+    { name: 'delay', flags: ['--delay'], type: 'bool', help: 'whether delay starting controller or not' },
+  ], params: (a) => ({ ctrlr: a.ctrlr, delay: a.delay === true, ...(a.cpumask !== undefined ? { cpumask: a.cpumask } : {}) }) },
+  { name: 'vhost_start_scsi_controller', help: 'Start vhost scsi controller', args: [
+    { name: 'ctrlr', required: true, help: 'controller name' },
+  ] },
+  { name: 'vhost_scsi_controller_add_target', help: 'Add lun to vhost controller', args: [
+    { name: 'ctrlr', required: true, help: 'controller name where add lun' },
+    { name: 'scsi_target_num', type: 'int', required: true, help: 'scsi_target_num' },
+    { name: 'bdev_name', required: true, help: 'bdev name' },
+  ] },
+  { name: 'vhost_scsi_controller_remove_target', help: 'Remove target from vhost controller', args: [
+    { name: 'ctrlr', required: true, help: 'controller name to remove target from' },
+    { name: 'scsi_target_num', type: 'int', required: true, help: 'scsi_target_num' },
+  ] },
   { name: 'vhost_get_controllers', help: 'List all or specific vhost controller(s)', args: [
     { name: 'name', flags: ['-n', '--name'], help: 'name of vhost controller' },
   ] },

@@ -14,6 +14,13 @@ function wrap<T>(f: () => T): T {
   }
 }
 
+async function wrapAsync<T>(f: () => Promise<T>): Promise<T> {
+  try { return await f(); } catch (e) {
+    if (e instanceof VhostError) throw new RpcError(codes[e.code], e.message);
+    throw e;
+  }
+}
+
 export function registerVhostMethods(rpc: MethodRegistry, vhost: () => VhostManager): void {
   rpc.register('vhost_create_blk_controller', {
     ctrlr: { type: 'string', required: true, desc: 'controller name, also the socket file name' },
@@ -45,4 +52,30 @@ export function registerVhostMethods(rpc: MethodRegistry, vhost: () => VhostMana
     iops_threshold: { type: 'int', required: true, min: 0 },
   }, (p) => { wrap(() => vhost().setCoalescing(p.ctrlr, { delayBaseUs: p.delay_base_us, iopsThreshold: p.iops_threshold })); return true; },
   { help: 'Set interrupt coalescing of a controller' });
+}
+
+/** vhost-user-scsi controller methods (the vhost_scsi subsystem), with SPDK's names and parameters. */
+export function registerVhostScsiMethods(rpc: MethodRegistry, vhost: () => VhostManager): void {
+  rpc.register('vhost_create_scsi_controller', {
+    ctrlr: { type: 'string', required: true, desc: 'controller name, also the socket file name' },
+    cpumask: { type: 'string', desc: 'reactors for the queues, e.g. 0x3 or [0,1]' },
+    delay: { type: 'bool', desc: 'create the socket only on vhost_start_scsi_controller' },
+  }, (p) => { wrap(() => vhost().createScsi(p)); return true; }, { help: 'Create a vhost-user-scsi controller' });
+
+  rpc.register('vhost_start_scsi_controller', {
+    ctrlr: { type: 'string', required: true },
+  }, (p) => { wrap(() => vhost().startScsi(p.ctrlr)); return true; }, { help: 'Start a vhost-user-scsi controller created with delay' });
+
+  rpc.register('vhost_scsi_controller_add_target', {
+    ctrlr: { type: 'string', required: true },
+    scsi_target_num: { type: 'int', required: true, min: -1, max: 7, desc: 'target number 0-7, or -1 for the first free one' },
+    bdev_name: { type: 'string', required: true },
+  }, (p) => wrapAsync(() => vhost().scsiAddTarget(p.ctrlr, p.scsi_target_num, p.bdev_name)),
+  { help: 'Add a target (LUN 0 = the bdev) to a vhost-user-scsi controller; returns its number' });
+
+  rpc.register('vhost_scsi_controller_remove_target', {
+    ctrlr: { type: 'string', required: true },
+    scsi_target_num: { type: 'int', required: true, min: 0, max: 7 },
+  }, async (p) => { await wrapAsync(() => vhost().scsiRemoveTarget(p.ctrlr, p.scsi_target_num)); return true; },
+  { help: 'Remove a target from a vhost-user-scsi controller' });
 }
