@@ -6,6 +6,7 @@ import { VhostManager } from './vhost/manager.js';
 import { startMetricsServer } from './metrics.js';
 import { defaultConfig, printAttachHelp } from './default_config.js';
 import { ConfigPersister } from './config/persist.js';
+import { nvmfOf } from './rpc/methods/nvmf.js';
 import { VERSION } from './app.js';
 import { BdevRegistry } from '../bdev/registry.js';
 import { logger, setLogFlag, setLogLevel, Level } from './log.js';
@@ -71,6 +72,7 @@ export class App implements AppContext {
     await this.closeRpc();
     // controllers first: queues stop fetching, in-flight I/O completes, sockets close
     await this.vhost.closeAll();
+    await nvmfOf(this).closeAll();
     for (const b of this.bdevs.list()) {
       b.claimedBy = null;
       await this.bdevs.unregister(b.name).catch((e) => log.warn(`deleting bdev ${b.name}: ${(e as Error).message}`));

@@ -1,6 +1,7 @@
 // HOOK LIST: every subsystem of the daemon. Each entry builds the Subsystem that
 // framework_get_config/save_config read, and registers that subsystem's RPC methods.
 // vhost_blk / vhost_scsi (and later nvmf-like targets) are added by appending an entry here.
+import { nvmfSubsystem } from './rpc/methods/nvmf.js';
 import type { AppContext, Subsystem } from './app.js';
 import { MethodRegistry } from './rpc/registry.js';
 import { registerBdevMethods } from './rpc/methods/bdev.js';
@@ -50,4 +51,5 @@ export const SUBSYSTEMS: SubsystemEntry[] = [
   bdevSubsystem,
   vhostBlkSubsystem,
   vhostScsiSubsystem,
+  nvmfSubsystem,
 ];

@@ -4,3 +4,4 @@ import '../../bdev/malloc/malloc_channel.js';
 import '../../targets/blk/blk_reactor.js';
 import '../../bdev/file/file_channel.js';
 import '../../targets/scsi/scsi_reactor.js';
+import '../../targets/nvme/nvme_reactor.js';

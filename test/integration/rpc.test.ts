@@ -254,7 +254,7 @@ describe('vhostd lifecycle', () => {
     await ok(d.sock, 'bdev_malloc_create', { num_blocks: 64, block_size: 4096 });
     const before = await ok(d.sock, 'bdev_get_bdevs');
     const saved = await ok(d.sock, 'save_config');
-    expect(saved.subsystems.map((s: { subsystem: string }) => s.subsystem)).toEqual(['bdev', 'vhost_blk', 'vhost_scsi']);
+    expect(saved.subsystems.map((s: { subsystem: string }) => s.subsystem)).toEqual(['bdev', 'vhost_blk', 'vhost_scsi', 'nvmf']);
     const file = join(d.dir, 'config.json');
     writeFileSync(file, JSON.stringify(saved, null, 2));
     expect(await d.stop()).toBe(0);

@@ -1,0 +1,66 @@
+// Reactor-side control operations of emulated NVMe controllers (vfio-user).
+import { registerOp, Reactor } from '../../src/reactor/reactor.js';
+import { MemRegionSpec } from '../../src/memory/guest_memory.js';
+import { NvmeCtrlr, NvmeCtrlrSpec, NvmeNsSpec } from './nvme_ctrlr.js';
+
+const ctrlrs = new Map<string, NvmeCtrlr>();
+
+function get(name: string): NvmeCtrlr | undefined { return ctrlrs.get(name); }
+
+function release(r: Reactor, c: NvmeCtrlr): void {
+  ctrlrs.delete(c.spec.ctrlr);
+  r.removePoller(c);
+  for (const ns of c.namespaces()) r.closeChannel(ns.spec.bdev.name);
+}
+
+/** CC.EN 0→1: builds the controller with its admin queue and starts polling it. */
+registerOp('nvme.enable', (r: Reactor, spec: NvmeCtrlrSpec, reply) => {
+  if (ctrlrs.has(spec.ctrlr)) throw new Error(`NVMe controller ${spec.ctrlr} is already enabled on reactor ${r.index}`);
+  const opened: string[] = [];
+  let c: NvmeCtrlr;
+  try {
+    c = new NvmeCtrlr(spec, (s) => { const ch = r.openChannel(s); opened.push(s.name); return ch; });
+  } catch (e) {
+    for (const n of opened) r.closeChannel(n);
+    throw e;
+  }
+  c.onFatal = (why) => r.emit('nvmeFatal', { ctrlr: spec.ctrlr, why });
+  ctrlrs.set(spec.ctrlr, c);
+  r.addPoller(c);
+  reply({ reactor: r.index });
+});
+
+/** CC.EN 1→0, shutdown, reset or disconnect: stops fetching, waits for in-flight I/O, frees the queues. */
+registerOp('nvme.disable', (r: Reactor, a: { ctrlr: string }, reply) => {
+  const c = get(a.ctrlr);
+  if (!c) { reply(null); return; }
+  const done = () => { release(r, c); reply({ counters: c.info() }); };
+  c.stopping = true;
+  if (c.inFlight === 0) { done(); return; }
+  c.onDrained = done;
+});
+
+/** The DMA map changed; replies once the old windows are no longer used. */
+registerOp('nvme.memory', (r: Reactor, a: { ctrlr: string; mem: MemRegionSpec[]; removing: boolean }, reply) => {
+  const c = get(a.ctrlr);
+  if (!c) { reply(null); return; }
+  if (!a.removing || c.inFlight === 0) { c.setMemory(a.mem); reply(null); return; }
+  // in-flight I/O may point into a window about to go: stop fetching until it drained
+  c.stopping = true;
+  c.onDrained = () => { c.setMemory(a.mem); c.stopping = false; reply(null); };
+});
+
+registerOp('nvme.msix', (_r: Reactor, a: { ctrlr: string; fds: number[] }, reply) => {
+  get(a.ctrlr)?.setMsix(a.fds);
+  reply(null);
+});
+
+registerOp('nvme.addNs', (r: Reactor, a: { ctrlr: string; ns: NvmeNsSpec }, reply) => {
+  const c = get(a.ctrlr);
+  if (c) c.addNs(a.ns, (s) => r.openChannel(s));
+  reply(null);
+});
+
+registerOp('nvme.info', (_r: Reactor, a: { ctrlr: string }, reply) => {
+  reply(get(a.ctrlr)?.info() ?? null);
+});
