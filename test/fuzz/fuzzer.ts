@@ -278,7 +278,7 @@ export class Fuzzer {
     const expect = HAS_REPLY.has(req) || ((flags & P.FLAG_NEED_REPLY) !== 0 && s.ack);
     sent.push({ caseNo: this.caseNo, req, expect });
     // the client's model of the target: these change what must be answered next
-    if (req === P.REQ.RESET_OWNER || req === P.REQ.RESET_DEVICE) s.ack = false;
+    // RESET_OWNER / RESET_DEVICE reset the rings only: negotiated protocol features stay
     if (req === P.REQ.SET_PROTOCOL_FEATURES && payload.length >= 8 && (flags & 3) === P.FLAG_VERSION) {
       s.ack = (new DataView(payload.buffer, payload.byteOffset).getBigUint64(0, true) & (1n << BigInt(P.PF.REPLY_ACK))) !== 0n;
     }
