@@ -37,6 +37,8 @@ export class BdevIo {
   /** Owner's slot number, for the sink. */
   readonly tag: number;
   readonly sink: BdevIoSink;
+  /** A piece of a split I/O: completes without statistics. */
+  internal = false;
   /** Set by the layer on submit. */
   channel: unknown = null;
 

@@ -3,6 +3,7 @@
 import { BdevIo } from './bdev_io.js';
 import { BdevChannelSpec, IoStatus, IoType } from './types.js';
 import { histBucket, S, SLOT_DOUBLES } from './stats.js';
+import { IoSplitter } from './split.js';
 
 /** One I/O in this many is timed (a power of two); latency sums are scaled up by it. */
 export const LAT_SAMPLE = 16;
@@ -10,11 +11,14 @@ export const LAT_SAMPLE = 16;
 export abstract class BdevChannel {
   readonly blockSize: number;
   readonly numBlocks: number;
+  readonly maxIoBlocks: number;
   private readonly st: Float64Array;
+  private splitter: IoSplitter | null = null;
 
   constructor(readonly spec: BdevChannelSpec, reactorIndex: number) {
     this.blockSize = spec.blockSize;
     this.numBlocks = spec.numBlocks;
+    this.maxIoBlocks = spec.maxIoBlocks;
     this.st = new Float64Array(spec.stats, reactorIndex * SLOT_DOUBLES * 8, SLOT_DOUBLES);
   }
 
@@ -29,6 +33,16 @@ export abstract class BdevChannel {
       this.complete(io, IoStatus.OUT_OF_RANGE);
       return;
     }
+    if (this.maxIoBlocks > 0 && io.numBlocks > this.maxIoBlocks) {
+      if (this.splitter === null) this.splitter = new IoSplitter(this);
+      if (this.splitter.needs(io)) { this.splitter.submit(io); return; }
+    }
+    this.submitIo(io);
+  }
+
+  /** Runs one piece of a split I/O in the module. */
+  submitPiece(io: BdevIo): void {
+    io.channel = this;
     this.submitIo(io);
   }
 
@@ -44,6 +58,7 @@ export abstract class BdevChannel {
 
   complete(io: BdevIo, status: number): void {
     io.status = status;
+    if (io.internal) { io.sink.onBdevIoDone(io); return; }
     const st = this.st;
     const timed = io.startNs >= 0;
     const lat = timed ? performance.now() * 1e6 - io.startNs : 0;
