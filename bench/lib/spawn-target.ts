@@ -7,7 +7,7 @@ import type { DriverEnv, TargetInstance } from "./target.js";
 export async function startDaemon(
   env: DriverEnv, workDir: string, label: string, argv: string[], socket: string, startTimeoutMs: number,
 ): Promise<TargetInstance> {
-  const log = join(workDir, `${label}.log`);
+  const log = join(workDir, `${label.replace(/[^A-Za-z0-9._-]/g, "_")}.log`);
   // `timeout` is a safety net: the daemon dies even if this harness is SIGKILLed.
   const full = ["timeout", "-k", "2", String(env.lifetimeS), "taskset", "-c", env.targetCpu, ...argv];
   const s = spawnTracked(full, log);
