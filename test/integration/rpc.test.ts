@@ -190,7 +190,7 @@ describe('vhostd RPC server', () => {
       ['bdev_get_iostat', { reset_mode: 'some' }, -32602, /use one of all, maxmin, none/],
       ['rpc_get_methods', { current: 'yes' }, -32602, /'current' must be a boolean/],
       ['framework_get_reactors', { x: 1 }, -32602, /takes no parameters/],
-      ['framework_get_config', { name: 'nvmf' }, -32602, /Subsystem 'nvmf' not found/],
+      ['framework_get_config', { name: 'iscsi' }, -32602, /Subsystem 'iscsi' not found/],
       ['spdk_kill_instance', { sig_name: 'SIGFOO' }, -32602, /SIGFOO.*SIGTERM/],
       ['bdev_malloc_create', { num_blocks: 0, block_size: 512 }, -22, /num_blocks 0.*at least one block/],
       ['bdev_malloc_create', { num_blocks: 8, block_size: 1000 }, -22, /block_size 1000.*power of two/],
@@ -296,8 +296,8 @@ describe('vhostd lifecycle', () => {
 
     const bad = (cfg: unknown) => { const f = join(dir, `bad${Math.random()}.json`); writeFileSync(f, typeof cfg === 'string' ? cfg : JSON.stringify(cfg)); return f; };
     const cases: [string, RegExp][] = [
-      [bad({ subsystems: [{ subsystem: 'nvmf', config: [{ method: 'nvmf_create_transport', params: {} }] }] }),
-        /subsystems\[0\] 'nvmf' config\[0\]: subsystem 'nvmf' is not supported.*nvmf_create_transport/],
+      [bad({ subsystems: [{ subsystem: 'iscsi', config: [{ method: 'iscsi_create_portal_group', params: {} }] }] }),
+        /subsystems\[0\] 'iscsi' config\[0\]: subsystem 'iscsi' is not supported.*iscsi_create_portal_group/],
       [bad({ subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_lvol_create_lvstore', params: {} }] }] }),
         /subsystems\[0\] 'bdev' config\[0\]: method 'bdev_lvol_create_lvstore' is not supported/],
       [bad({ subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_malloc_create', params: { num_blocks: 0, block_size: 512 } }] }] }),
