@@ -1,6 +1,7 @@
 // Reactor-side control operations for virtio-blk queues.
 import { registerOp, Reactor } from '../../src/reactor/reactor.js';
 import { BlkQueue, BlkQueueSpec } from './blk_queue.js';
+import { eventfdSignal } from '../../native/libc.js';
 
 const queues = new Map<string, BlkQueue>();
 const key = (ctrlr: string, qid: number) => `${ctrlr}/${qid}`;
@@ -19,6 +20,10 @@ registerOp('blk.startQueue', (r: Reactor, spec: BlkQueueSpec, reply) => {
   q.onBroken = (bq, why) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
   queues.set(k, q);
   r.addPoller(q);
+  // A used entry published just before a reconnect may have been signalled on a call fd the
+  // front end no longer listens to; one spurious interrupt lets the guest find it (as
+  // libvhost-user does).
+  if (spec.ring.callFd >= 0) eventfdSignal(spec.ring.callFd);
   reply({ reactor: r.index, recovered: q.recovered });
 });
 

@@ -47,7 +47,7 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd restart under guest
       const g = await startGuest({
         devices: vhostUserBlkArgs(path.join(dir, "blk0"), { numQueues: 2, reconnect: 1 }),
         script: guestScript(steps),
-        timeoutMs: 300_000,
+        timeoutMs: 120_000,
       });
       await g.waitFor(/@@FIO-STARTED@@/, 120_000);
       await new Promise((r) => setTimeout(r, 3000));   // I/O in flight
@@ -56,7 +56,9 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd restart under guest
       d.proc.kill(sig);
       await d.exited;
       d = await startVhostd({ dir, config: config(), extraArgs: ["--log-level", "INFO"] });
-      const res = await g.done;
+      const res = await g.done.catch((e: Error) => {
+        throw new Error(`${e.message}\n--- first vhostd ---\n${log1}\n--- second vhostd ---\n${d?.log()}`);
+      });
       const st = parseSteps(res.output);
       expect(st["fio-verify-across-restart"], stepOutput(res.output, "fio-verify-across-restart") +
         "\n--- first vhostd ---\n" + log1 + "\n--- second vhostd ---\n" + d.log()).toBe(0);
