@@ -113,13 +113,7 @@ export class BlkQueue implements Poller, BdevIoSink {
       if (this.inflightCount === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
       return work;
     }
-    const n = vq.pending();
-    for (let k = 0; k < n; k++) {
-      const head = vq.nextHead();
-      if (head < 0) break;
-      this.handle(head);
-      if (vq.broken !== null) break; // needs reset: execute nothing more from this batch
-    }
+    const n = vq.fetchBatch(this);
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
     if (n > 0) vq.keepKicksSuppressed();
     work += n + this.flushUsed();
@@ -146,7 +140,8 @@ export class BlkQueue implements Poller, BdevIoSink {
     if (this.onBroken) { const f = this.onBroken; this.onBroken = null; f(this, why); }
   }
 
-  private handle(head: number): void {
+  /** Runs one request (called by SplitQueue.fetchBatch). */
+  handle(head: number): void {
     this.counters.requests++;
     if (this.inflight[head] !== 0) { this.vq.broken = `request ${head} was made available while still in flight`; return; }
     const c = this.chain, segs = this.segs;

@@ -198,19 +198,15 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
       if (this.count === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
       return work;
     }
-    const n = vq.pending();
-    for (let k = 0; k < n; k++) {
-      const head = vq.nextHead();
-      if (head < 0) break;
-      this.handle(head);
-    }
+    const n = vq.fetchBatch(this);
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
     if (n > 0) vq.keepKicksSuppressed();
     work += n + vq.flush();
     return work;
   }
 
-  private handle(head: number): void {
+  /** Runs one request (called by SplitQueue.fetchBatch). */
+  handle(head: number): void {
     this.counters.requests++;
     if (this.busy[head] !== 0) { this.vq.broken = `request ${head} was made available while still in flight`; return; }
     const c = this.chain, s = this.segs;
@@ -373,18 +369,14 @@ export class ScsiControlQueue extends QueueBase {
       if (this.pending === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
       return work;
     }
-    const n = vq.pending();
-    for (let k = 0; k < n; k++) {
-      const head = vq.nextHead();
-      if (head < 0) break;
-      this.handle(head);
-    }
+    const n = vq.fetchBatch(this);
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
     work += n + vq.flush();
     return work;
   }
 
-  private handle(head: number): void {
+  /** Runs one request (called by SplitQueue.fetchBatch). */
+  handle(head: number): void {
     this.counters.requests++;
     if (this.pWait[head] !== 0) { this.vq.broken = `control request ${head} was made available while still in flight`; return; }
     const c = this.chain, s = this.segs, base = head * CTRL_SEGS;
