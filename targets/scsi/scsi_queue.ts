@@ -97,6 +97,10 @@ function gather(mem: GuestMemory, s: SegmentTable, from: number, count: number, 
   return got;
 }
 
+function putLe32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff; b[o + 1] = (v >>> 8) & 0xff; b[o + 2] = (v >>> 16) & 0xff; b[o + 3] = (v >>> 24) & 0xff;
+}
+
 /** Copies src[0..len) into segments [from, from+count); returns the bytes written. */
 function scatter(mem: GuestMemory, s: SegmentTable, from: number, count: number, src: Uint8Array, len: number): number {
   let put = 0;
@@ -220,7 +224,10 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
       return;
     }
     const hdrLen = c.readBytes < V.CMD_REQ_SIZE ? c.readBytes : V.CMD_REQ_SIZE;
-    gather(this.mem, s, base, c.nRead, this.hdr, hdrLen);
+    // the header is read where it lies when one segment holds it (each field read once)
+    let h: Uint8Array = this.hdr, ho = 0;
+    if (s.len[base] >= hdrLen) { h = this.mem.u8[s.region[base]]; ho = s.off[base]; }
+    else gather(this.mem, s, base, c.nRead, h, hdrLen);
     const wBase = base + c.nRead, nW = c.n - c.nRead;
     const respLen = c.writeBytes < V.CMD_RESP_SIZE ? c.writeBytes : V.CMD_RESP_SIZE;
     this.respSeg[head] = wBase;
@@ -236,14 +243,13 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
       this.reply(head, V.VIRTIO_SCSI_S_FAILURE);
       return;
     }
-    const h = this.hdr;
-    const addr = V.decodeLun(h[0], h[1], h[2], h[3]);
+    const addr = V.decodeLun(h[ho], h[ho + 1], h[ho + 2], h[ho + 3]);
     const t = addr >>> 16;
     const lun = addr < 0 || t >= V.SCSI_MAX_TARGETS ? null : this.st.luns[t];
     if (lun === null) { this.counters.badTargets++; this.reply(head, V.VIRTIO_SCSI_S_BAD_TARGET); return; }
     if ((addr & 0xffff) !== 0) { this.counters.badTargets++; this.reply(head, V.VIRTIO_SCSI_S_INCORRECT_LUN); return; }
     const task = this.tasks[head];
-    task.loadCdb(h, V.CMD_REQ_FIXED, hdrLen - V.CMD_REQ_FIXED);
+    task.loadCdb(h, ho + V.CMD_REQ_FIXED, hdrLen - V.CMD_REQ_FIXED);
     if (dataOut > 0) {
       this.skip(head, base, c.nRead, hdrLen, false);
       task.setData(this.mem, s, this.first, base + c.nRead - this.first, dataOut, DataDir.TO_DEVICE);
@@ -258,8 +264,8 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
     this.tgt[head] = t;
     this.st.inflight[t]++;
     const tab = this.table, w = head * INFLIGHT_WORDS;
-    tab[w + 1] = h[8] | (h[9] << 8) | (h[10] << 16) | (h[11] << 24);
-    tab[w + 2] = h[12] | (h[13] << 8) | (h[14] << 16) | (h[15] << 24);
+    tab[w + 1] = h[ho + 8] | (h[ho + 9] << 8) | (h[ho + 10] << 16) | (h[ho + 11] << 24);
+    tab[w + 2] = h[ho + 12] | (h[ho + 13] << 8) | (h[ho + 14] << 16) | (h[ho + 15] << 24);
     Atomics.store(tab, w, t + 1);
     executeScsi(lun, task);
   }
@@ -286,19 +292,48 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
     Atomics.store(this.table, head * INFLIGHT_WORDS, 0);
     if (task.status !== 0) this.counters.errors++;
     this.st.taskDone(t);
-    const dv = this.respView, r = this.resp;
     let senseLen = task.senseLen;
     const room = this.respLen[head] - V.CMD_RESP_FIXED;
     if (senseLen > room) senseLen = room;
+    const response = task.overrun ? V.VIRTIO_SCSI_S_OVERRUN : V.VIRTIO_SCSI_S_OK;
+    const dataIn = task.dir === DataDir.FROM_DEVICE ? task.dataTransferred : 0;
+    const k = this.respSeg[head], segs = this.segs;
+    this.restore(head);
+    if (senseLen === 0 && segs.len[k] >= V.CMD_RESP_FIXED) {
+      // common case: no sense, the fixed part in one segment: written in place (the guest
+      // reads sense only up to sense_len, so the sense area is left as it is)
+      const u8 = this.mem.u8[segs.region[k]], o = segs.off[k];
+      putLe32(u8, o, 0);
+      putLe32(u8, o + 4, task.residual);
+      u8[o + 8] = 0; u8[o + 9] = 0;
+      u8[o + 10] = task.status;
+      u8[o + 11] = response;
+      this.finishInPlace(head, dataIn);
+      return;
+    }
+    const dv = this.respView, r = this.resp;
     dv.setUint32(0, senseLen, true);
     dv.setUint32(4, task.residual, true);
     dv.setUint16(8, 0, true);
     r[10] = task.status;
-    r[11] = task.overrun ? V.VIRTIO_SCSI_S_OVERRUN : V.VIRTIO_SCSI_S_OK;
+    r[11] = response;
     const sense = task.sense;
     for (let i = 0; i < senseLen; i++) r[V.CMD_RESP_FIXED + i] = sense[i];
     for (let i = V.CMD_RESP_FIXED + senseLen; i < V.CMD_RESP_SIZE; i++) r[i] = 0;
-    this.finish(head, task.dir === DataDir.FROM_DEVICE ? task.dataTransferred : 0);
+    this.finish(head, dataIn);
+  }
+
+  /** Undoes skip()'s narrowing of a data segment. */
+  private restore(head: number): void {
+    const i = this.saveIdx[head];
+    if (i >= 0) { this.segs.off[i] = this.saveOff[head]; this.segs.len[i] = this.saveLen[head]; this.saveIdx[head] = -1; }
+  }
+
+  /** finish() for a response already written to guest memory. */
+  private finishInPlace(head: number, dataIn: number): void {
+    this.busy[head] = 0;
+    this.count--;
+    this.vq.pushUsed(head, this.respLen[head] + dataIn);
   }
 
   /** Answers without running a command: only the virtio-scsi response code is set. */
@@ -310,8 +345,7 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
   }
 
   private finish(head: number, dataIn: number): void {
-    const i = this.saveIdx[head];
-    if (i >= 0) { this.segs.off[i] = this.saveOff[head]; this.segs.len[i] = this.saveLen[head]; this.saveIdx[head] = -1; }
+    this.restore(head);
     const len = this.respLen[head];
     scatter(this.mem, this.segs, this.respSeg[head], this.respN[head], this.resp, len);
     this.busy[head] = 0;

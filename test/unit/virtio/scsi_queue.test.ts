@@ -95,6 +95,26 @@ describe('ScsiRequestQueue: commands', () => {
     expect(t.g.read(both + 108, 4096)).toEqual(t.disk!.slice(0, 4096));
   });
 
+  it('a response split over two descriptors (6 + 102 bytes) is written whole, with and without sense', () => {
+    const t = rig();
+    const one = (cdb: number[]) => {
+      const req = cmdReq(t.g, cdb);
+      const a = respBuf(t.g, 6), b = respBuf(t.g, 102), data = t.g.alloc(4096, 512);
+      const head = t.vr.addChain([{ addr: req, len: V.CMD_REQ_SIZE }, { addr: a, len: 6, write: true },
+        { addr: b, len: 102, write: true }, { addr: data, len: 4096, write: true }]);
+      const used = runOn(t.vr, t.q, [head]);
+      const r = new Uint8Array([...t.g.read(a, 6), ...t.g.read(b, 102)]), dv = new DataView(r.buffer);
+      return { used: used.get(head), senseLen: dv.getUint32(0, true), resid: dv.getUint32(4, true), status: r[10], response: r[11],
+        key: r[12 + 2] & 0xf, data };
+    };
+    const ok = one(read10(8, 8));
+    expect(ok).toMatchObject({ used: 108 + 4096, senseLen: 0, resid: 0, status: 0, response: 0 });
+    expect(t.g.read(ok.data, 4096)).toEqual(t.disk!.slice(8 * 512, 8 * 512 + 4096));
+    const bad = one(read10(8192, 1)); // beyond the end: CHECK CONDITION, sense split over both descriptors
+    expect(bad).toMatchObject({ used: 108, status: 2, response: 0, key: 5 });
+    expect(bad.senseLen).toBeGreaterThanOrEqual(18);
+  });
+
   it('READ CAPACITY(16), TEST UNIT READY and REPORT LUNS', () => {
     const t = rig();
     const rc = cmd(t, [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, ...be32(32), 0, 0], { dataIn: 32 });
