@@ -74,7 +74,7 @@ async function main(): Promise<number> {
         try {
           const inst = await d.start(dir);
           started.add(d.name);
-          try { r = await runCase(load, c, inst.socket); } finally { await inst.stop(); }
+          try { r = await runCase(load, c, inst.socket, inst.loadArgs); } finally { await inst.stop(); }
         } catch (e) {
           const msg = (e as Error).message;
           if (!started.has(d.name)) {

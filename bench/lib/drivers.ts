@@ -4,7 +4,7 @@ import { qsdFile, qsdNull } from "./qsd.js";
 import type { DriverEnv, TargetDriver } from "./target.js";
 import { vhostd, vhostdFile, vhostdNames } from "./vhostd.js";
 
-export const TARGET_HELP = "qsd-null, qsd-file:PATH, qsd-file-direct:PATH, vhostd-null, vhostd-malloc, vhostd-file:PATH, fixture-null";
+export const TARGET_HELP = "qsd-null, qsd-file:PATH, qsd-file-direct:PATH, vhostd-null, vhostd-malloc, vhostd-scsi-null, vhostd-scsi-malloc, vhostd-file:PATH, fixture-null";
 
 export function makeDriver(env: DriverEnv, name: string): TargetDriver {
   if (name === "qsd-null") return qsdNull(env);

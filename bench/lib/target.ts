@@ -1,6 +1,8 @@
 // Target driver contract: start() -> running instance with a socket, stop() -> gone.
 export interface TargetInstance {
   socket: string;
+  /** Extra vhost-load arguments this target needs (e.g. --type scsi). */
+  loadArgs?: string[];
   stop(): Promise<void>;
 }
 

@@ -29,14 +29,14 @@ const EXIT: Record<number, string> = {
 
 export const caseLabel = (c: Case) => `${c.rw} ${c.bs} qd${c.qd} q${c.queues}`;
 
-export function loadArgv(o: LoadOpts, c: Case, socket: string): string[] {
+export function loadArgv(o: LoadOpts, c: Case, socket: string, targetArgs: string[] = []): string[] {
   const a = [
     "taskset", "-c", o.clientCpus, o.bin, "--socket", socket, "--json",
     "--rw", c.rw, "--bs", c.bs, "--qd", String(c.qd), "--queues", String(c.queues),
     "--time", String(o.timeS), "--warmup", String(o.warmupS), "--cpus", o.clientCpus,
   ];
   if (c.queues > 1 && o.yieldMulti) a.push("--yield");
-  return [...a, ...o.extra];
+  return [...a, ...targetArgs, ...o.extra];
 }
 
 type Json = { [k: string]: any };
@@ -47,9 +47,9 @@ function parse(stdout: string): Json | undefined {
   try { return JSON.parse(line) as Json; } catch { return undefined; }
 }
 
-export async function runCase(o: LoadOpts, c: Case, socket: string): Promise<RunOutcome> {
+export async function runCase(o: LoadOpts, c: Case, socket: string, targetArgs: string[] = []): Promise<RunOutcome> {
   const timeoutMs = (o.timeS + o.warmupS + 30) * 1000;
-  const r = await runCaptured(loadArgv(o, c, socket), timeoutMs);
+  const r = await runCaptured(loadArgv(o, c, socket, targetArgs), timeoutMs);
   const j = parse(r.stdout);
   const stderrTail = r.stderr.trim().split("\n").slice(-2).join(" | ");
   if (r.timedOut) return { ok: false, exitCode: null, error: `vhost-load killed after ${timeoutMs / 1000} s timeout`, raw: j };

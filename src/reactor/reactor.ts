@@ -13,6 +13,8 @@ const MAX_SLEEP_MS = 250;
 /** Rounds per clock read: while idle, and while work is flowing. */
 const WINDOW_IDLE = 1024;
 const WINDOW_BUSY = 256;
+/** Rounds between two polls of a rare poller (a power of two dividing the windows). */
+const SLOW_EVERY = 16;
 
 export type OpHandler = (r: Reactor, args: any, reply: (result: unknown) => void) => void;
 const ops = new Map<string, OpHandler>();
@@ -24,6 +26,9 @@ export class Reactor {
   readonly cpu: number;
   readonly tid: number;
   private pollers: Poller[] = [];
+  /** Polled every round / every SLOW_EVERY rounds (both also in `pollers`). */
+  private fast: Poller[] = [];
+  private slow: Poller[] = [];
   private readonly timed: { p: TimedPoller; next: number }[] = [];
   private readonly mbox: Int32Array;
   private readonly st: Float64Array;
@@ -42,14 +47,22 @@ export class Reactor {
     this.epoll.add(init.wakeFd);
   }
 
-  addPoller(p: Poller): void {
+  /**
+   * `rare`: polled every SLOW_EVERY rounds only (control and event queues, whose work is
+   * rare and not latency critical); interrupts are armed for every poller alike.
+   */
+  addPoller(p: Poller, rare = false): void {
     this.pollers = [...this.pollers, p];
+    if (rare) this.slow = [...this.slow, p];
+    else this.fast = [...this.fast, p];
     for (const fd of p.wakeFds()) this.epoll.add(fd);
     this.st[M.ST_POLLERS] = this.pollers.length;
   }
 
   removePoller(p: Poller): void {
     this.pollers = this.pollers.filter((x) => x !== p);
+    this.fast = this.fast.filter((x) => x !== p);
+    this.slow = this.slow.filter((x) => x !== p);
     for (const fd of p.wakeFds()) this.epoll.remove(fd);
     this.st[M.ST_POLLERS] = this.pollers.length;
   }
@@ -110,9 +123,13 @@ export class Reactor {
     while (this.running) {
       const seq = Atomics.load(mbox, M.MB_SEQ);
       if (seq !== this.seen) { this.seen = seq; this.drainMessages(); busyRounds++; }
-      const pollers = this.pollers;
+      const pollers = this.fast;
       let work = 0;
       for (let i = 0; i < pollers.length; i++) work += pollers[i].poll();
+      if ((rounds & (SLOW_EVERY - 1)) === 0) {
+        const slow = this.slow;
+        for (let i = 0; i < slow.length; i++) work += slow[i].poll();
+      }
       if (work > 0) busyRounds++;
       // a busy window ends early so that timed pollers and accounting stay fresh under load
       if (++rounds < (busyRounds > 0 ? WINDOW_BUSY : WINDOW_IDLE)) continue;

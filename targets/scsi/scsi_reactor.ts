@@ -97,7 +97,7 @@ registerOp('scsi.startQueue', (r: Reactor, spec: ScsiStartSpec, reply) => {
   }
   q.onBroken = (bq, why) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
   queues.set(k, q);
-  r.addPoller(q);
+  r.addPoller(q, spec.qid === CONTROLQ || spec.qid === EVENTQ);
   // A completion signalled on the call fd this one replaces may be lost (QEMU's
   // vhost-user-scsi re-sends SET_VRING_CALL right after starting the rings and does not
   // carry pending interrupts over): one spurious interrupt is harmless, a lost one hangs
