@@ -38,6 +38,8 @@ export const O_NONBLOCK = 0o4000, O_DIRECT = 0o40000, O_CLOEXEC = 0o2000000, O_D
 export const F_GETFL = 3, F_SETFL = 4, F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
 export const PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_POPULATE = 0x8000;
 export const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
+export const F_ADD_SEALS = 1033, F_GET_SEALS = 1034;
+export const F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
 export const EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000, EFD_SEMAPHORE = 1;
 export const FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2, FALLOC_FL_ZERO_RANGE = 0x10;
 const MAP_FAILED = -1;
@@ -80,6 +82,17 @@ export function memfdCreate(name: string, size: number, flags = MFD_CLOEXEC): nu
   const fd = check('memfd_create', raw.memfdCreate(name, flags), name);
   try { ftruncate(fd, size); } catch (e) { raw.close(fd); throw e; }
   return fd;
+}
+
+/** The seals of a memfd (F_SEAL_*), or -1 for an fd that cannot carry seals. */
+export function getSeals(fd: number): number {
+  const r = raw.fcntl(fd, F_GET_SEALS, 0);
+  return r < 0 ? -1 : r;
+}
+
+/** Adds seals to a memfd; false when it refuses (not a memfd, or already F_SEAL_SEAL). */
+export function addSeals(fd: number, seals: number): boolean {
+  return raw.fcntl(fd, F_ADD_SEALS, seals) === 0;
 }
 
 /** Maps fd (or anonymous memory when fd < 0) and returns the address as a number. */

@@ -4,7 +4,7 @@
 // (for overlap checks and reporting) but are not accessible: a command that points
 // into them fails with a data transfer error.
 import { mmap, munmap, closeQuiet } from '../../native/libc.js';
-import { checkBacked } from '../vhost/memory_table.js';
+import { checkBacked, guardShrink } from '../vhost/memory_table.js';
 import { MemRegionSpec, MAX_ADDR } from '../memory/guest_memory.js';
 import { E, VfioUserError } from './protocol.js';
 
@@ -41,6 +41,7 @@ export class DmaTable {
       let mapAddr = 0, mapLen = 0, hva = 0;
       if (fd >= 0) {
         mapLen = offset + size;
+        guardShrink(fd);
         try { checkBacked(fd, mapLen, 'DMA window'); } catch (e) { throw new VfioUserError(E.EINVAL, (e as Error).message); }
         try { mapAddr = mmap(mapLen, fd); } catch (e) { throw new VfioUserError(E.ENOMEM, `cannot map DMA window: ${(e as Error).message}`); }
         hva = mapAddr + offset;

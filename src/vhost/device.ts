@@ -1,11 +1,12 @@
 // The vhost-user back end for one controller socket: one front end (QEMU) at a time,
 // messages handled strictly in order, guest memory mapped here and handed to reactors.
 import { recvWithFds, sendWithFds, unixAccept, unixListen } from '../../native/socket.js';
-import { closeQuiet, memfdCreate, mmap, munmap } from '../../native/libc.js';
+import { addSeals, closeQuiet, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate, mmap,
+  munmap } from '../../native/libc.js';
 import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';
 import * as P from './protocol.js';
-import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked } from './memory_table.js';
+import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked, guardShrink } from './memory_table.js';
 import { VhostTarget, VringState } from './target.js';
 import { VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_RING_F_EVENT_IDX, bit } from '../virtio/constants.js';
 import { logger } from '../log.js';
@@ -39,6 +40,7 @@ export class VhostUserDevice {
   private featuresSet = false;
   status = 0;
   regions: MappedRegion[] = [];
+  private warnedShrink = false;
   vrings: VringState[];
   messages = 0;
   private closed = false;
@@ -346,8 +348,10 @@ export class VhostUserDevice {
         const nq = dv.getUint16(16, true), qs = dv.getUint16(18, true);
         checkInflightGeometry(nq, qs, this.vrings.length);
         const size = nq * inflightQueueBytes(qs);
-        const fd = memfdCreate(`vhostd-inflight-${this.target.ctrlr}`, size);
+        const fd = memfdCreate(`vhostd-inflight-${this.target.ctrlr}`, size, MFD_CLOEXEC | MFD_ALLOW_SEALING);
         try {
+          // the front end keeps this fd: it must not be able to shrink it under our mapping
+          addSeals(fd, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
           this.setInflight(mmap(size, fd), size, nq, qs);
           const out = new Uint8Array(p.length);
           const o = new DataView(out.buffer);
@@ -372,6 +376,7 @@ export class VhostUserDevice {
           if (size < nq * inflightQueueBytes(qs) || off % 4096 !== 0 || size > 1 << 30) {
             throw new ProtocolError(`inflight region of ${size} bytes at offset ${off} does not fit ${nq} queues of ${qs}`);
           }
+          guardShrink(m.fds[0]);
           checkBacked(m.fds[0], off + size, 'inflight region');
           let addr: number;
           try { addr = mmap(size, m.fds[0], off); } catch (e) { throw new ProtocolError(`cannot map the inflight region: ${(e as Error).message}`); }
@@ -440,6 +445,11 @@ export class VhostUserDevice {
     const old = this.regions;
     this.regions = next;
     for (const r of old) if (!next.includes(r)) unmapRegion(r);
+    if (!this.warnedShrink && next.some((r) => !r.shrinkProof)) {
+      this.warnedShrink = true;
+      log.warn(`${this.target.ctrlr}: guest memory is a file that is not sealed against shrinking: if the front end ` +
+        'truncated it, vhostd would die of SIGBUS. Use memory-backend-memfd (sealed by default) where you can.');
+    }
     for (const v of running) await this.maybeStart(v);
   }
 

@@ -1,13 +1,15 @@
 // Guest memory regions received over vhost-user: validated, mapped once in this
 // process, described to reactors as plain MemRegionSpec data.
 import { fstatSync } from 'node:fs';
-import { mmap, munmap, closeQuiet } from '../../native/libc.js';
+import { mmap, munmap, closeQuiet, getSeals, addSeals, F_SEAL_SHRINK } from '../../native/libc.js';
 import { MemRegionSpec, MAX_ADDR } from '../memory/guest_memory.js';
 
 export interface MappedRegion extends MemRegionSpec {
   mmapOffset: number;
   mapAddr: number;
   mapLen: number;
+  /** The fd cannot shrink under the mapping (see guardShrink). */
+  shrinkProof: boolean;
 }
 
 export class MemoryError extends Error {}
@@ -29,13 +31,28 @@ export function mapRegion(r: { gpa: number; size: number; uaddr: number; mmapOff
       throw new MemoryError(`memory region gpa 0x${r.gpa.toString(16)} size 0x${r.size.toString(16)} overflows`);
     }
     const mapLen = r.mmapOffset + r.size;
+    const shrinkProof = guardShrink(fd);
     checkBacked(fd, mapLen, 'guest memory region');
     let mapAddr: number;
     try { mapAddr = mmap(mapLen, fd); } catch (e) { throw new MemoryError(`cannot map guest memory region: ${(e as Error).message}`); }
-    return { ...r, mapAddr, mapLen, hva: mapAddr + r.mmapOffset };
+    return { ...r, mapAddr, mapLen, hva: mapAddr + r.mmapOffset, shrinkProof };
   } finally {
     closeQuiet(fd);
   }
+}
+
+/**
+ * A file truncated under a mapping of it turns accesses past its new end into SIGBUS,
+ * which kills the process. A memfd sealed with F_SEAL_SHRINK cannot shrink (QEMU's
+ * memory-backend-memfd seals by default); one that still allows sealing is sealed here.
+ * Returns whether the fd is safe from shrinking: false for an unsealable memfd and for
+ * regular files (memory-backend-file, hugetlbfs), true for non-files.
+ */
+export function guardShrink(fd: number): boolean {
+  let seals = getSeals(fd);
+  if (seals >= 0 && (seals & F_SEAL_SHRINK) === 0 && addSeals(fd, F_SEAL_SHRINK)) seals = getSeals(fd);
+  if (seals >= 0 && (seals & F_SEAL_SHRINK) !== 0) return true;
+  try { return !fstatSync(fd).isFile(); } catch { return false; }
 }
 
 /**

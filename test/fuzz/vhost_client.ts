@@ -110,6 +110,9 @@ export class VhostUserClient {
     }
   }
 
+  /** Hand received fds to the caller (who closes them) instead of closing them. */
+  keepFds = false;
+
   /** Reads one message from the target (throws Closed or Timeout). */
   recv(timeoutMs = this.timeoutMs): Msg {
     const deadline = performance.now() + timeoutMs;
@@ -122,7 +125,7 @@ export class VhostUserClient {
       this.recvExact(this.body, size, deadline, fds);
       return { req, flags, payload: this.body.slice(0, size), fds };
     } finally {
-      for (const f of fds) closeQuiet(f);
+      if (!this.keepFds) for (const f of fds) closeQuiet(f);
     }
   }
 
