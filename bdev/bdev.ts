@@ -24,6 +24,9 @@ export abstract class Bdev {
   readonly ioTypes: ReadonlySet<IoTypeName>;
   readonly maxIoBlocks: number;
   readonly stats: SharedArrayBuffer = createStats(MAX_REACTORS);
+  /** The size in blocks as every reactor channel sees it (see setNumBlocks). */
+  private readonly sizeCell = new Float64Array(new SharedArrayBuffer(8));
+  private readonly resizeListeners = new Set<(b: Bdev, oldBlocks: number) => void>();
   /** Name of the owner holding an exclusive claim (e.g. a vhost controller), if any. */
   claimedBy: string | null = null;
   abstract readonly module: string;
@@ -33,6 +36,7 @@ export abstract class Bdev {
     this.uuid = o.uuid ?? randomUUID();
     this.blockSize = o.blockSize;
     this.numBlocks = o.numBlocks;
+    this.sizeCell[0] = o.numBlocks;
     this.ioTypes = new Set(o.ioTypes);
     this.maxIoBlocks = o.maxIoBlocks ?? 0;
   }
@@ -40,8 +44,25 @@ export abstract class Bdev {
   channelSpec(): BdevChannelSpec {
     return {
       name: this.name, module: this.module, blockSize: this.blockSize, numBlocks: this.numBlocks,
-      stats: this.stats, maxIoBlocks: this.maxIoBlocks, data: this.channelData(),
+      size: this.sizeCell.buffer as SharedArrayBuffer, stats: this.stats, maxIoBlocks: this.maxIoBlocks, data: this.channelData(),
     };
+  }
+
+  /** Calls `fn` after every change of size (a consumer tells its guest); returns the unsubscribe. */
+  onResize(fn: (b: Bdev, oldBlocks: number) => void): () => void {
+    this.resizeListeners.add(fn);
+    return () => { this.resizeListeners.delete(fn); };
+  }
+
+  /** Changes the size seen by the control plane and by every channel, then tells the consumers. */
+  protected setNumBlocks(n: number): void {
+    const old = this.numBlocks;
+    this.numBlocks = n;
+    this.sizeCell[0] = n;
+    if (n === old) return;
+    for (const fn of [...this.resizeListeners]) {
+      try { fn(this, old); } catch { /* a consumer's failure to notify must not undo the resize */ }
+    }
   }
 
   /** Module data a reactor needs to open a channel (addresses, fds, flags). */

@@ -10,19 +10,22 @@ export const LAT_SAMPLE = 16;
 
 export abstract class BdevChannel {
   readonly blockSize: number;
-  readonly numBlocks: number;
   readonly maxIoBlocks: number;
+  /** The bdev's current size in blocks (shared: a resize reaches every channel at once). */
+  private readonly sizeCell: Float64Array;
   private readonly st: Float64Array;
   private splitter: IoSplitter | null = null;
 
   constructor(readonly spec: BdevChannelSpec, reactorIndex: number) {
     this.blockSize = spec.blockSize;
-    this.numBlocks = spec.numBlocks;
+    this.sizeCell = spec.size ? new Float64Array(spec.size, 0, 1) : Float64Array.of(spec.numBlocks);
     this.maxIoBlocks = spec.maxIoBlocks;
     this.st = new Float64Array(spec.stats, reactorIndex * SLOT_DOUBLES * 8, SLOT_DOUBLES);
   }
 
   private sampleSeq = 0;
+
+  get numBlocks(): number { return this.sizeCell[0]; }
 
   /** Starts an I/O; the module calls this.complete(io, status) exactly once, now or later. */
   submit(io: BdevIo): void {

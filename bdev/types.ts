@@ -18,6 +18,8 @@ export interface BdevChannelSpec {
   module: string;
   blockSize: number;
   numBlocks: number;
+  /** One Float64: the current size in blocks, shared with every channel (a resize updates it). */
+  size?: SharedArrayBuffer;
   /** Per-reactor statistics slots (see stats.ts). */
   stats: SharedArrayBuffer;
   /** Largest I/O the module accepts in one piece, in blocks (0 = no limit). */

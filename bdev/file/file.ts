@@ -383,13 +383,14 @@ export class FileBdev extends Bdev {
     if (newBlocks !== oldBlocks) {
       log.notice(`bdev '${this.name}' resized: ${oldBlocks} → ${newBlocks} blocks ('${this.filename}' is ${bytes} bytes)`);
     }
-    this.numBlocks = newBlocks;
     // limit first when shrinking, size first when growing: a reactor never sees limit > size
     if (newBlocks < oldBlocks) {
       this.cells[CELL_LIMIT_BLOCKS] = newBlocks;
       this.cells[CELL_NUM_BLOCKS] = newBlocks;
+      this.setNumBlocks(newBlocks);
     } else {
       this.cells[CELL_NUM_BLOCKS] = newBlocks;
+      this.setNumBlocks(newBlocks);
       this.cells[CELL_LIMIT_BLOCKS] = newBlocks;
     }
     return { oldBlocks, newBlocks };

@@ -406,9 +406,6 @@ export class FileChannel extends BdevChannel implements CqeSink {
   // ---- reactor hooks ----------------------------------------------------------
 
   override poll(): number {
-    // a rescan changed the size: the base class checks bounds against numBlocks
-    const nb = this.cells[CELL_NUM_BLOCKS];
-    if (nb !== this.numBlocks) (this as { numBlocks: number }).numBlocks = nb;
     for (let c = this.redoLen; c > 0; c--) { // ops the engine could not take last round (may refuse again)
       const s = this.redo[this.redoHead];
       this.redoHead = (this.redoHead + 1) % this.redo.length;

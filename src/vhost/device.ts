@@ -1,7 +1,7 @@
 // The vhost-user back end for one controller socket: one front end (QEMU) at a time,
 // messages handled strictly in order, guest memory mapped here and handed to reactors.
 import { recvWithFds, sendWithFds, unixAccept, unixListen } from '../../native/socket.js';
-import { addSeals, closeQuiet, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate, mmap,
+import { addSeals, closeQuiet, setNonBlocking, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate, mmap,
   munmap } from '../../native/libc.js';
 import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';
@@ -20,7 +20,7 @@ interface Message { req: number; flags: number; payload: Uint8Array; fds: number
 
 export const SUPPORTED_PROTOCOL_FEATURES = (1n << BigInt(P.PF.MQ)) | (1n << BigInt(P.PF.REPLY_ACK)) |
   (1n << BigInt(P.PF.CONFIG)) | (1n << BigInt(P.PF.RESET_DEVICE)) | (1n << BigInt(P.PF.CONFIGURE_MEM_SLOTS)) |
-  (1n << BigInt(P.PF.STATUS)) | (1n << BigInt(P.PF.INFLIGHT_SHMFD));
+  (1n << BigInt(P.PF.STATUS)) | (1n << BigInt(P.PF.INFLIGHT_SHMFD)) | (1n << BigInt(P.PF.BACKEND_REQ));
 
 function newVring(index: number): VringState {
   return { index, num: 0, descUaddr: 0, availUaddr: 0, usedUaddr: 0, addrSet: false, lastAvail: 0,
@@ -41,6 +41,8 @@ export class VhostUserDevice {
   status = 0;
   regions: MappedRegion[] = [];
   private warnedShrink = false;
+  /** The backend channel (SET_BACKEND_REQ_FD): requests from us to the front end. */
+  private backendFd = -1;
   vrings: VringState[];
   messages = 0;
   private closed = false;
@@ -202,6 +204,14 @@ export class VhostUserDevice {
         return null;
       case P.REQ.SET_OWNER:
         return null;
+      case P.REQ.SET_BACKEND_REQ_FD: {
+        if (m.fds.length !== 1) throw new ProtocolError(`SET_BACKEND_REQ_FD carries ${m.fds.length} fds, expected 1`);
+        useFds();
+        closeQuiet(this.backendFd);
+        this.backendFd = m.fds[0];
+        try { setNonBlocking(this.backendFd); } catch { /* not a socket: sends will fail and say so */ }
+        return null;
+      }
       case P.REQ.RESET_OWNER:
       case P.REQ.RESET_DEVICE:
         // a device reset (QEMU's vhost-user-scsi sends it whenever the guest resets the
@@ -475,6 +485,27 @@ export class VhostUserDevice {
     this.featuresSet = false;
     this.protocolFeatures = 0n;
     this.status = 0;
+    closeQuiet(this.backendFd);
+    this.backendFd = -1;
+  }
+
+  /**
+   * Tells the front end that the config space changed (e.g. the disk was resized): QEMU
+   * re-reads it with GET_CONFIG and interrupts the guest. False if the front end did not
+   * set up the backend channel (it then sees the change only when it reads the config).
+   */
+  notifyConfigChange(): boolean {
+    if (this.connFd < 0 || this.backendFd < 0 || !this.hasPF(P.PF.BACKEND_REQ) || !this.hasPF(P.PF.CONFIG)) return false;
+    const out = new Uint8Array(P.HDR_SIZE), dv = new DataView(out.buffer);
+    dv.setUint32(0, P.BACKEND_REQ.CONFIG_CHANGE_MSG, true);
+    dv.setUint32(4, P.FLAG_VERSION, true);
+    try {
+      sendWithFds(this.backendFd, out, []);
+      return true;
+    } catch (e) {
+      log.warn(`${this.target.ctrlr}: cannot tell the front end about a config change: ${(e as Error).message}`);
+      return false;
+    }
   }
 
   /** Drops the front end: queues stop, memory is unmapped; the socket listens again. */

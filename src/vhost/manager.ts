@@ -29,7 +29,7 @@ interface EntryBase {
   cpus: number[];
   coalescing: Coalescing;
 }
-interface BlkEntry extends EntryBase { kind: 'blk'; ctrl: BlkController }
+interface BlkEntry extends EntryBase { kind: 'blk'; ctrl: BlkController; unwatch: () => void }
 interface ScsiEntry extends EntryBase { kind: 'scsi'; ctrl: ScsiController }
 type Entry = BlkEntry | ScsiEntry;
 
@@ -72,12 +72,24 @@ export class VhostManager {
       const ctrl = new BlkController(p.ctrlr, bdev, p.readonly ?? false, reactors, this.pool);
       device = new VhostUserDevice(ctrl, path, this.loop);
       device.listen();
-      this.ctrls.set(p.ctrlr, { name: p.ctrlr, kind: 'blk', device, path, ctrl, cpus, coalescing: { delayBaseUs: 0, iopsThreshold: 0 } });
+      const unwatch = bdev.onResize((b, old) => this.blkResized(p.ctrlr, b.numBlocks, old));
+      this.ctrls.set(p.ctrlr, { name: p.ctrlr, kind: 'blk', device, path, ctrl, cpus, unwatch,
+        coalescing: { delayBaseUs: 0, iopsThreshold: 0 } });
     } catch (e) {
       this.bdevs.release(p.dev_name, `vhost controller ${p.ctrlr}`);
       throw e;
     }
     log.notice(`vhost-user-blk controller ${p.ctrlr} on ${path} serves bdev ${bdev.name} (cpumask ${formatCpumask(cpus)})`);
+  }
+
+  /** The bdev of a blk controller changed size: the guest is told through the front end. */
+  private blkResized(name: string, blocks: number, old: number): void {
+    const e = this.ctrls.get(name);
+    if (!e || e.kind !== 'blk') return;
+    const told = e.device?.notifyConfigChange() ?? false;
+    log.notice(`${name}: bdev ${e.ctrl.bdev.name} resized from ${old} to ${blocks} blocks; ` +
+      (told ? 'the front end was told (the guest sees the new capacity)'
+        : 'no front end with a backend channel is connected: the guest sees the new capacity when it next reads the config'));
   }
 
   /** vhost_create_scsi_controller: with delay the socket is only created by startScsi (SPDK semantics). */
@@ -159,7 +171,7 @@ export class VhostManager {
 
   private releaseAll(e: Entry): void {
     const owner = `vhost controller ${e.name}`;
-    if (e.kind === 'blk') { this.bdevs.release(e.ctrl.bdev.name, owner); return; }
+    if (e.kind === 'blk') { e.unwatch(); this.bdevs.release(e.ctrl.bdev.name, owner); return; }
     for (let i = 0; i < e.ctrl.slots.length; i++) {
       const s = e.ctrl.slots[i];
       if (s) { this.bdevs.release(s.bdev.name, owner); e.ctrl.slots[i] = null; }

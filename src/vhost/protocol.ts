@@ -12,6 +12,9 @@ export const REQ = {
 
 export const REQ_NAMES: Record<number, string> = Object.fromEntries(Object.entries(REQ).map(([k, v]) => [v, k]));
 
+/** Requests the back end sends on the backend channel (SET_BACKEND_REQ_FD). */
+export const BACKEND_REQ = { IOTLB_MSG: 1, CONFIG_CHANGE_MSG: 2, VRING_HOST_NOTIFIER_MSG: 3 } as const;
+
 export const FLAG_VERSION = 0x1;
 export const FLAG_REPLY = 0x4;
 export const FLAG_NEED_REPLY = 0x8;

@@ -46,7 +46,8 @@ export class BlkQueue implements Poller, BdevIoSink {
   private readonly hdr = new Uint8Array(16);
   private readonly hdrView = new DataView(this.hdr.buffer);
   private inflightCount = 0;
-  private readonly sectors: number;
+  /** 512-byte sectors per block (the size in sectors follows the bdev: it can be resized). */
+  private readonly spb: number;
   private readonly blockSize: number;
   private readonly serial: Uint8Array;
   stopping = false;
@@ -73,7 +74,7 @@ export class BlkQueue implements Poller, BdevIoSink {
     this.usedLen = new Int32Array(n);
     this.inflight = new Uint8Array(n);
     this.blockSize = channel.blockSize;
-    this.sectors = channel.numBlocks * (channel.blockSize / B.SECTOR);
+    this.spb = channel.blockSize / B.SECTOR;
     this.serial = new TextEncoder().encode(spec.serial.slice(0, B.VIRTIO_BLK_ID_BYTES));
     if (spec.inflight) {
       this.ifl = new InflightRegion(view(spec.inflight.addr, inflightQueueBytes(n)), 0, n);
@@ -247,7 +248,7 @@ export class BlkQueue implements Poller, BdevIoSink {
     const head = io.tag;
     const bs = this.blockSize;
     if (bytes === 0) { this.finish(head, B.VIRTIO_BLK_S_OK); return; }
-    if (bytes % bs !== 0 || (sector * B.SECTOR) % bs !== 0 || sector + bytes / B.SECTOR > this.sectors) {
+    if (bytes % bs !== 0 || (sector * B.SECTOR) % bs !== 0 || sector + bytes / B.SECTOR > this.channel.numBlocks * this.spb) {
       this.counters.errors++;
       this.finish(head, B.VIRTIO_BLK_S_IOERR);
       return;
@@ -277,7 +278,7 @@ export class BlkQueue implements Poller, BdevIoSink {
     if ((wz ? flags & ~1 : flags) !== 0) { this.finish(head, B.VIRTIO_BLK_S_UNSUPP); return; }
     const max = wz ? B.BLK_MAX_WRITE_ZEROES_SECTORS : B.BLK_MAX_DISCARD_SECTORS;
     const bs = this.blockSize;
-    if (num > max || sector + num > this.sectors || (sector * B.SECTOR) % bs !== 0 || (num * B.SECTOR) % bs !== 0) {
+    if (num > max || sector + num > this.channel.numBlocks * this.spb || (sector * B.SECTOR) % bs !== 0 || (num * B.SECTOR) % bs !== 0) {
       this.counters.errors++;
       this.finish(head, B.VIRTIO_BLK_S_IOERR);
       return;

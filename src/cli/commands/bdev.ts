@@ -40,6 +40,10 @@ export const bdevCommands: CommandSpec[] = [
     ...mdArgs,
   ], params: (a) => sizeParams(a, true) },
   { name: 'bdev_null_delete', help: 'Delete a null bdev', args: [{ name: 'name', required: true, help: 'null bdev name' }] },
+  { name: 'bdev_null_resize', help: 'Resize a null bdev (grow while in use; the guest is told)', args: [
+    { name: 'name', required: true, help: 'null bdev name' },
+    { name: 'new_size', type: 'int', required: true, help: 'new size in MiB' },
+  ] },
   { name: 'bdev_get_bdevs', help: 'Display current blockdev list or required blockdev', args: [
     { name: 'name', flags: ['-b', '--name'], help: 'name of the blockdev (optional)' },
     { name: 'timeout', flags: ['-t', '--timeout'], type: 'int', help: 'ms to wait for the bdev to appear' },

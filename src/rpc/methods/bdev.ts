@@ -114,6 +114,17 @@ export function registerBdevMethods(reg: MethodRegistry): void {
     return true;
   });
 
+  reg.register('bdev_null_resize', {
+    name: { type: 'string', required: true },
+    new_size: { type: 'int', required: true, min: 1, desc: 'new size in MiB' },
+  }, (p, ctx) => {
+    const b = ctx.bdevs.find(p.name);
+    if (!b) throw new RpcError(RpcCode.ENODEV, `bdev '${p.name}' does not exist (see bdev_get_bdevs)`);
+    if (!(b instanceof NullBdev)) throw new RpcError(RpcCode.EINVAL, `bdev '${p.name}' is a ${b.module} bdev, not a null bdev`);
+    b.resize(p.new_size);
+    return true;
+  });
+
   reg.register('bdev_get_bdevs', {
     name: { type: 'string', desc: 'bdev name, alias or UUID' },
     timeout: { type: 'int', min: 0, desc: 'ms to wait for the bdev to appear' },

@@ -1,0 +1,78 @@
+// Online resize: the disk image of a running guest's vhost-user-blk disk grows, the operator
+// runs bdev_uring_rescan, and the guest sees the new capacity (config-change interrupt via
+// QEMU) and can write and verify data past the old end.
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RpcClient } from "../../src/cli/rpc-client.js";
+import { ensureGuest, startGuest, vhostUserBlkArgs } from "./harness.js";
+import { guestScript, parseSteps, stepOutput, waitDevice, type Step } from "./lib/fio-jobs.js";
+import { blkConfig, startVhostd, type Vhostd } from "./vhostd.js";
+
+const OLD = 64 << 20, NEW = 96 << 20;
+
+function waitGrow(dev: string): Step {
+  const b = dev.replace(/^\/dev\//, "");
+  return {
+    name: "wait-grow",
+    sh: `old=$(cat /sys/block/${b}/size)
+kv size_before $old
+echo "@@READY-TO-GROW@@"
+n=0
+while [ "$(cat /sys/block/${b}/size)" = "$old" ]; do
+  n=$((n+1)); [ $n -gt 600 ] && { echo "capacity still $old sectors after 60 s"; return 1; }
+  sleep 0.1
+done
+kv size_after "$(cat /sys/block/${b}/size)"
+dmesg | grep -i "capacity change\\|new size" | tail -2`,
+  };
+}
+
+function verifyTail(dev: string): Step {
+  return {
+    name: "fio-verify-past-old-end",
+    sh: `$FIO --name=tail --filename=${dev} --rw=randwrite --bs=4k --iodepth=8 --offset=${OLD} --size=${NEW - OLD} \\
+  --verify=crc32c --do_verify=1`,
+  };
+}
+
+describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd blk online resize (guest sees the new capacity)", () => {
+  let dir = "";
+  let d: Vhostd | undefined;
+
+  beforeAll(async () => {
+    await ensureGuest();
+    dir = await fs.mkdtemp("/var/tmp/vhostd-resize-");
+    await fs.writeFile(path.join(dir, "disk.img"), "");
+    await fs.truncate(path.join(dir, "disk.img"), OLD);
+  }, 20 * 60_000);
+
+  afterAll(async () => {
+    await d?.stop();
+    if (dir) await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it("file grows + bdev_uring_rescan: /sys/block/vda/size follows, fio verify past the old end passes", async () => {
+    d = await startVhostd({
+      dir,
+      config: blkConfig([{ method: "bdev_uring_create", params: { name: "F0", filename: path.join(dir, "disk.img"), block_size: 512 } }],
+        [{ ctrlr: "blk0", dev_name: "F0" }]),
+    });
+    const g = await startGuest({
+      devices: vhostUserBlkArgs(path.join(dir, "blk0")),
+      script: guestScript([waitDevice("/dev/vda"), waitGrow("/dev/vda"), verifyTail("/dev/vda")]),
+      timeoutMs: 180_000,
+    });
+    await g.waitFor(/@@READY-TO-GROW@@/, 150_000);
+    await fs.truncate(path.join(dir, "disk.img"), NEW);
+    const c = await RpcClient.connect(d.rpcSocket);
+    try { expect(await c.call("bdev_uring_rescan", { name: "F0" })).toBe(true); } finally { c.close?.(); }
+    const res = await g.done;
+    const st = parseSteps(res.output);
+    expect(st["wait-grow"], stepOutput(res.output, "wait-grow") + "\n" + d.log()).toBe(0);
+    expect(res.output).toContain(`@@KV size_before=${OLD / 512}@@`);
+    expect(res.output).toContain(`@@KV size_after=${NEW / 512}@@`);
+    expect(st["fio-verify-past-old-end"], stepOutput(res.output, "fio-verify-past-old-end")).toBe(0);
+    expect(d.log()).toMatch(/resized from 131072 to 196608 blocks; the front end was told/);
+  }, 300_000);
+});
