@@ -12,6 +12,7 @@ import { SCSI_MAX_TARGETS } from '../../targets/scsi/virtio_scsi.js';
 import { parseCpumask, formatCpumask } from '../cpumask.js';
 import { logger } from '../log.js';
 import { ConfigCall } from '../../bdev/bdev.js';
+import { COALESCING_CHECK_MS } from '../virtio/split_queue.js';
 
 const log = logger('vhost');
 
@@ -196,13 +197,19 @@ export class VhostManager {
     log.notice(`controller ${name} removed`);
   }
 
-  setCoalescing(name: string, c: Coalescing): void {
+  /** vhost_controller_set_coalescing (SPDK semantics; delay_base_us 0 turns it off). */
+  async setCoalescing(name: string, c: Coalescing): Promise<void> {
     const e = this.get(name);
-    if (c.delayBaseUs !== 0) {
-      throw new VhostError('invalid', 'interrupt coalescing is not implemented yet in vhostd: only delay_base_us=0 ' +
-        '(notify the guest once per completed batch, the default) is accepted');
+    if (c.delayBaseUs !== 0 && Math.floor((c.iopsThreshold * COALESCING_CHECK_MS) / 1000) < 1) {
+      throw new VhostError('invalid', `iops_threshold ${c.iopsThreshold} is too low: coalescing needs at least ` +
+        `${1000 / COALESCING_CHECK_MS} IOPS (or delay_base_us 0 to turn it off)`);
+    }
+    if (e.kind !== 'blk' && c.delayBaseUs !== 0) {
+      throw new VhostError('invalid', 'interrupt coalescing is not implemented yet for vhost-user-scsi controllers: ' +
+        'only delay_base_us=0 is accepted');
     }
     e.coalescing = c;
+    if (e.kind === 'blk') await e.ctrl.setCoalescing(c);
   }
 
   list(name?: string): Record<string, unknown>[] {

@@ -17,7 +17,15 @@ export interface SplitQueueSpec {
   eventIdx: boolean;
   indirect: boolean;
   callFd: number;
+  /** Interrupt coalescing (vhost_controller_set_coalescing); absent or delayBaseUs 0 = off. */
+  coalescing?: Coalescing;
 }
+
+/** SPDK's coalescing: above iopsThreshold, interrupts are spaced by delayBaseUs x the excess rate. */
+export interface Coalescing { delayBaseUs: number; iopsThreshold: number }
+
+/** How often the request rate is measured for coalescing (ms), as SPDK. */
+export const COALESCING_CHECK_MS = 10;
 
 /** Chain decode results (negative = the guest broke the rules). */
 export const CHAIN_OK = 0;
@@ -67,6 +75,15 @@ export class SplitQueue {
   broken: string | null = null;
   notifications = 0;
   private pollMode = true;
+  // coalescing state (all 0 when off)
+  private coalBaseMs = 0;
+  private coalThreshold = 0;   // requests per COALESCING_CHECK_MS
+  private irqDelayMs = 0;
+  private nextEventMs = 0;
+  private nextCheckMs = 0;
+  private reqCount = 0;
+  /** An interrupt is owed to the guest but held back by coalescing. */
+  signalPending = false;
 
   constructor(readonly mem: GuestMemory, spec: SplitQueueSpec) {
     const n = spec.size;
@@ -91,6 +108,37 @@ export class SplitQueue {
     this.usedIdx = Atomics.load(this.used16, 1);
     this.publishedUsed = this.usedIdx;
     this.suppressKicks();
+    if (spec.coalescing) this.setCoalescing(spec.coalescing);
+  }
+
+  setCoalescing(c: Coalescing): void {
+    this.coalBaseMs = c.delayBaseUs / 1000;
+    this.coalThreshold = (c.iopsThreshold * COALESCING_CHECK_MS) / 1000;
+    this.irqDelayMs = 0;
+    if (this.coalBaseMs === 0 && this.signalPending) this.signalNow();
+  }
+
+  /** Sends a held-back interrupt now (e.g. before the reactor sleeps). */
+  signalNow(): void {
+    this.signalPending = false;
+    if (this.callFd >= 0) { eventfdSignal(this.callFd); this.notifications++; }
+  }
+
+  /** Sends an owed interrupt unless coalescing says it is too early. */
+  private coalescedSignal(): void {
+    const now = performance.now();
+    if (now >= this.nextCheckMs) {
+      // requests completed in the last interval against the threshold (SPDK's formula)
+      const reqs = this.reqCount, th = this.coalThreshold;
+      const d = reqs > th && th > 0 ? (this.coalBaseMs * (reqs - th)) / th : 0;
+      // capped: a guest that stopped submitting must not wait longer than one interval
+      this.irqDelayMs = d < COALESCING_CHECK_MS ? d : COALESCING_CHECK_MS;
+      this.reqCount = 0;
+      this.nextCheckMs = now + COALESCING_CHECK_MS;
+    }
+    if (now < this.nextEventMs) return;
+    this.signalNow();
+    this.nextEventMs = now + this.irqDelayMs;
   }
 
   private locate(ua: number, len: number, align: number, what: string): { r: number; off: number } {
@@ -214,7 +262,10 @@ export class SplitQueue {
   /** Publishes used entries once and notifies the guest if it asked. Returns entries published. */
   flush(): number {
     const old = this.publishedUsed, nw = this.usedIdx;
-    if (old === nw) return 0;
+    if (old === nw) {
+      if (this.signalPending) this.coalescedSignal();
+      return 0;
+    }
     Atomics.store(this.used16, 1, nw);  // seq-cst store: orders the entries before the index, and the index before the reads below
     this.publishedUsed = nw;
     let notify: boolean;
@@ -224,7 +275,13 @@ export class SplitQueue {
     } else {
       notify = (Atomics.load(this.avail16, 0) & VRING_AVAIL_F_NO_INTERRUPT) === 0;
     }
-    if (notify && this.callFd >= 0) { eventfdSignal(this.callFd); this.notifications++; }
+    if (this.coalBaseMs === 0) {
+      if (notify && this.callFd >= 0) { eventfdSignal(this.callFd); this.notifications++; }
+    } else {
+      this.reqCount += (nw - old) & 0xffff;
+      if (notify) this.signalPending = true;
+      if (this.signalPending) this.coalescedSignal();
+    }
     return (nw - old) & 0xffff;
   }
 

@@ -5,6 +5,7 @@ import { ReactorPool } from '../../src/reactor/pool.js';
 import { Bdev } from '../../bdev/bdev.js';
 import { blkConfigSpace, blkFeatures, BlkGeometry } from './blk_config.js';
 import { BlkQueueSpec } from './blk_queue.js';
+import { Coalescing } from '../../src/virtio/split_queue.js';
 import { bit, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../../src/virtio/constants.js';
 import { VIRTIO_BLK_ID_BYTES } from './virtio_blk.js';
 import { logger } from '../../src/log.js';
@@ -17,6 +18,8 @@ export class BlkController implements VhostTarget {
   readonly maxQueues = BLK_MAX_QUEUES;
   private readonly geometry: BlkGeometry;
   private writeback: number;
+  /** Interrupt coalescing for the queues (vhost_controller_set_coalescing). */
+  private coalescing: Coalescing = { delayBaseUs: 0, iopsThreshold: 0 };
 
   constructor(readonly ctrlr: string, readonly bdev: Bdev, readonly readOnly: boolean,
     /** Reactor indices this controller's queues run on. */
@@ -54,6 +57,7 @@ export class BlkController implements VhostTarget {
         size: v.num, descUaddr: v.descUaddr, availUaddr: v.availUaddr, usedUaddr: v.usedUaddr, lastAvail: v.lastAvail,
         eventIdx: (q.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n,
         indirect: (q.features & bit(VIRTIO_RING_F_INDIRECT_DESC)) !== 0n, callFd: v.callFd,
+        coalescing: this.coalescing,
       },
     };
     const r = await this.pool.call<{ recovered: number }>(reactor, 'blk.startQueue', spec);
@@ -66,6 +70,12 @@ export class BlkController implements VhostTarget {
   async stopQueue(v: VringState): Promise<number> {
     const r = await this.pool.call<{ lastAvail: number } | null>(v.reactor, 'blk.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
     return r ? r.lastAvail : v.lastAvail;
+  }
+
+  /** Applies to running queues at once and to queues started later. */
+  async setCoalescing(c: Coalescing): Promise<void> {
+    this.coalescing = c;
+    for (const r of new Set(this.reactors)) await this.pool.call(r, 'blk.coalescing', { ctrlr: this.ctrlr, ...c });
   }
 
   async queueInfo(): Promise<unknown[]> {

@@ -37,9 +37,14 @@ registerOp('blk.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, repl
     r.closeChannel(q.spec.bdev.name);
     reply({ lastAvail: q.lastAvail, counters: q.counters });
   };
-  if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); done(); return; }
+  if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); if (q.vq.signalPending) q.vq.signalNow(); done(); return; }
   q.stopping = true;
   q.onDrained = done;
+});
+
+registerOp('blk.coalescing', (_r: Reactor, a: { ctrlr: string; delayBaseUs: number; iopsThreshold: number }, reply) => {
+  for (const q of queues.values()) if (q.spec.ctrlr === a.ctrlr) q.vq.setCoalescing(a);
+  reply(null);
 });
 
 registerOp('blk.queueInfo', (_r: Reactor, a: { ctrlr: string }, reply) => {

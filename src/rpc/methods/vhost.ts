@@ -50,7 +50,10 @@ export function registerVhostMethods(rpc: MethodRegistry, vhost: () => VhostMana
     ctrlr: { type: 'string', required: true },
     delay_base_us: { type: 'int', required: true, min: 0, max: 1_000_000 },
     iops_threshold: { type: 'int', required: true, min: 0 },
-  }, (p) => { wrap(() => vhost().setCoalescing(p.ctrlr, { delayBaseUs: p.delay_base_us, iopsThreshold: p.iops_threshold })); return true; },
+  }, async (p) => {
+    await wrapAsync(() => vhost().setCoalescing(p.ctrlr, { delayBaseUs: p.delay_base_us, iopsThreshold: p.iops_threshold }));
+    return true;
+  },
   { help: 'Set interrupt coalescing of a controller' });
 }
 

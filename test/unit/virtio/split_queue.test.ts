@@ -392,6 +392,44 @@ describe('SplitQueue notifications', () => {
     expect(eventfdCount(callFd)).toBe(0);
   });
 
+  it('coalescing: above the IOPS threshold interrupts are spaced out; one held back goes out on signalNow; off again = every flush', () => {
+    const { q, callFd } = withCall({});
+    const burst = (ms: number) => {
+      const end = performance.now() + ms;
+      let flushes = 0;
+      while (performance.now() < end) { q.pushUsed(1, 1); q.flush(); flushes++; }
+      return flushes;
+    };
+    // off: one interrupt per flush (the driver never suppresses them here)
+    const n0 = burst(3);
+    expect(eventfdCount(callFd)).toBe(n0);
+    // 100 IOPS threshold, 1 ms base: the rate of this loop is far above it, so after the
+    // first 10 ms measurement the delay hits its cap (10 ms)
+    q.setCoalescing({ delayBaseUs: 1000, iopsThreshold: 100 });
+    burst(12);
+    eventfdCount(callFd);
+    const before = q.notifications;
+    const n1 = burst(25);
+    const sent = q.notifications - before;
+    expect(n1).toBeGreaterThan(1000);
+    expect(sent).toBeGreaterThanOrEqual(1);
+    expect(sent).toBeLessThanOrEqual(4);
+    expect(eventfdCount(callFd)).toBe(sent);
+    // completions since the last interrupt are owed: signalNow (the reactor calls it before sleeping) sends them
+    q.pushUsed(1, 1); q.flush();
+    expect(q.signalPending).toBe(true);
+    q.signalNow();
+    expect(q.signalPending).toBe(false);
+    expect(eventfdCount(callFd)).toBe(1);
+    // back off: every flush notifies again, and a pending interrupt is sent at once
+    q.pushUsed(1, 1); q.flush();
+    q.setCoalescing({ delayBaseUs: 0, iopsThreshold: 0 });
+    q.pushUsed(1, 1); q.flush();
+    expect(eventfdCount(callFd)).toBeGreaterThanOrEqual(1);
+    const n2 = burst(2);
+    expect(eventfdCount(callFd)).toBe(n2);
+  });
+
   it('EVENT_IDX: used_event far behind (already passed) means no interrupt', () => {
     const { v, q, callFd } = withCall({ eventIdx: true });
     q.pushUsed(1, 1); q.flush();
