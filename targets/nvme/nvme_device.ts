@@ -280,7 +280,25 @@ export class NvmeDevice implements VfioUserDevice {
       abort_commands: c[C_ABORT_CMDS], aborted_commands: c[C_ABORTED],
       reads_completed: c[C_READS], writes_completed: c[C_WRITES], bytes_read: c[C_READ_BYTES], bytes_written: c[C_WRITE_BYTES],
       fatal: this.lastFatal, queues: q,
+      recent_errors: this.recentErrors(8),
     };
+  }
+
+  /** The newest `n` Error Information log entries, decoded (the ring the reactor fills). */
+  recentErrors(n: number): Record<string, unknown>[] {
+    const count = this.cnt[C_ERRORS], dv = new DataView(this.errorLog);
+    const out: Record<string, unknown>[] = [];
+    for (let k = 0; k < n && k < count && k < D.LOG_ERROR_ENTRIES; k++) {
+      const o = ((count - 1 - k) % D.LOG_ERROR_ENTRIES) * D.ERROR_ENTRY;
+      const sf = dv.getUint16(o + 12, true), loc = dv.getUint16(o + 14, true);
+      out.push({
+        error_count: Number(dv.getBigUint64(o, true)), sqid: dv.getUint16(o + 8, true), cid: dv.getUint16(o + 10, true),
+        sct: (sf >> 9) & 7, sc: (sf >> 1) & 0xff, dnr: (sf >> 15) & 1,
+        param_loc: loc === 0xffff ? null : { byte: loc & 0xff, bit: (loc >> 8) & 7 },
+        lba: Number(dv.getBigUint64(o + 16, true)), nsid: dv.getUint32(o + 24, true),
+      });
+    }
+    return out;
   }
 
   async destroy(): Promise<void> {

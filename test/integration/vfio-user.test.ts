@@ -218,6 +218,7 @@ describe('vfio-user NVMe controller (own client)', () => {
     const ctl = s.vfio_user_controllers[0];
     expect(ctl).toMatchObject({ sgl_commands: 3, sgl_segment_list_commands: 2, compare_commands: 3, compare_failures: 1 });
     expect(ctl.errors).toBeGreaterThanOrEqual(1);
+    expect(ctl.recent_errors[0]).toMatchObject({ sqid: 1, cid: 14, sct: 2, sc: 0x85, dnr: 1, lba: 18, nsid: 1 });
     await c.w32(P.PCI_BAR0, 0x14, 0);
   });
 });
