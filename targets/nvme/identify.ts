@@ -1,6 +1,6 @@
 // Identify data structures (NVMe 1.4 figures 247, 249, 251): controller, namespace,
 // active namespace list and namespace identification descriptors; plus log pages.
-import { MAX_IO_QUEUES, MAX_NS, MDTS, MQES, NVME_VERSION } from './nvme_defs.js';
+import { ACL, LOG_ERROR_ENTRIES, MAX_IO_QUEUES, MAX_NS, MDTS, MQES, NVME_VERSION, SGLS } from './nvme_defs.js';
 
 export const PCI_VENDOR_ID = 0x4e58;
 export const PCI_DEVICE_ID = 0x0001;
@@ -50,11 +50,11 @@ export function identifyController(c: CtrlrIdentity): Uint8Array {
   dv.setUint32(92, 0, true); // OAES
   b[111] = 1;                // CNTRLTYPE: I/O controller
   dv.setUint16(256, c.dbbuf ? 1 << 8 : 0, true); // OACS
-  b[258] = 3;                // ACL (0-based)
+  b[258] = ACL;              // ACL (0-based)
   b[259] = 3;                // AERL (0-based)
   b[260] = 0x03;             // FRMW: slot 1 read-only, 1 slot
   b[261] = 0x00;             // LPA
-  b[262] = 0;                // ELPE: 1 entry (0-based)
+  b[262] = LOG_ERROR_ENTRIES - 1; // ELPE (0-based)
   b[263] = 0;                // NPSS
   dv.setUint16(266, 0x0157, true); // WCTEMP 343 K
   dv.setUint16(268, 0x0175, true); // CCTEMP 373 K
@@ -68,7 +68,7 @@ export function identifyController(c: CtrlrIdentity): Uint8Array {
   if (c.writeZeroes) oncs |= 1 << 3;
   dv.setUint16(520, oncs, true);
   b[525] = c.vwc ? 1 : 0;    // VWC
-  dv.setUint32(536, 0, true); // SGLS: not supported
+  dv.setUint32(536, SGLS, true); // SGLS: byte-aligned SGLs (+ Bit Bucket) for I/O commands
   ascii(b, 768, 256, '');
   b.fill(0, 768, 1024);
   b.set(Buffer.from(c.subnqn, 'utf8').subarray(0, 255), 768);
@@ -120,14 +120,19 @@ export function uuidBytes(uuid: string): Uint8Array {
   return b;
 }
 
+/** Data units (thousands of 512-byte units, rounded up) for a byte count: SMART Data Units Read/Written. */
+export function dataUnits(bytes: number): number { return Math.ceil(bytes / 512 / 1000); }
+
 /** SMART / health log (512 bytes): temperature 300 K, spare 100 %, counters from the stats. */
-export function smartLog(c: { dataUnitsRead: number; dataUnitsWritten: number; readCmds: number; writeCmds: number; powerOnHours: number }): Uint8Array {
+export function smartLog(c: { dataUnitsRead: number; dataUnitsWritten: number; readCmds: number; writeCmds: number; powerOnHours: number;
+  errorLogEntries: number }): Uint8Array {
   const b = new Uint8Array(512), dv = new DataView(b.buffer);
   dv.setUint16(1, 300, true); // composite temperature
   b[3] = 100; b[4] = 10;      // available spare, threshold
   const u128 = (off: number, v: number) => dv.setBigUint64(off, BigInt(Math.floor(v)), true);
   u128(32, c.dataUnitsRead); u128(48, c.dataUnitsWritten); u128(64, c.readCmds); u128(80, c.writeCmds);
   u128(128, c.powerOnHours);
+  u128(176, c.errorLogEntries); // Number of Error Information Log Entries (over the controller's life)
   return b;
 }
 

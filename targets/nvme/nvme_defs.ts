@@ -46,7 +46,13 @@ export const SC = {
   ABORT_REQ: 0x007,
   ABORT_SQ_DELETED: 0x008,
   INVALID_NS: 0x00b,
+  /** Invalid SGL (Last) Segment Descriptor (named "Invalid SGL Last Segment Descriptor" before NVMe 1.4). */
+  INVALID_SGL_SEGMENT: 0x00d,
+  INVALID_NUM_SGL_DESCRIPTORS: 0x00e,
+  DATA_SGL_LENGTH_INVALID: 0x00f,
+  SGL_DESCRIPTOR_TYPE_INVALID: 0x011,
   PRP_OFFSET_INVALID: 0x013,
+  SGL_OFFSET_INVALID: 0x016,
   LBA_OUT_OF_RANGE: 0x080,
   NS_NOT_READY: 0x082,
   // command specific (SCT 1)
@@ -71,10 +77,37 @@ export function statusField(status: number, phase: number): number {
   return (phase & 1) | (sc << 1) | (sct << 9) | (dnr << 15);
 }
 
+/** Mask of the status bits (SCT and SC) that make a completion an error. */
+export const SC_MASK = 0x7ff;
+
 // ---- async events
 export const AER_TYPE_ERROR = 0, AER_TYPE_SMART = 1, AER_TYPE_NOTICE = 2;
 export const AER_INFO_INVALID_DB_REG = 0x00, AER_INFO_INVALID_DB_VALUE = 0x01;
-export const LOG_ERROR_ENTRIES = 1;
+
+// ---- Error Information log (LID 01h): a ring of the most recent entries, 64 bytes each
+export const LOG_ERROR_ENTRIES = 64;   // Identify Controller ELPE = this - 1
+export const ERROR_ENTRY = 64;
+
+// ---- command fields
+/** CDW0 bits 15:14 (byte 1 bits 7:6): PRP or SGL for data transfer. */
+export const PSDT_PRP = 0, PSDT_SGL = 1, PSDT_SGL_MPTR_SGL = 2;
+/** SGL descriptor types (byte 15 bits 7:4) and sub types (bits 3:0). */
+export const SGL = { DATA_BLOCK: 0x0, BIT_BUCKET: 0x1, SEGMENT: 0x2, LAST_SEGMENT: 0x3, KEYED_DATA_BLOCK: 0x4, TRANSPORT_DATA_BLOCK: 0x5 } as const;
+export const SGL_SUBTYPE_ADDRESS = 0x0, SGL_SUBTYPE_OFFSET = 0x1;
+export const SGL_DESC = 16;
+/**
+ * Identify Controller SGLS: SGLs supported without alignment or granularity requirements
+ * (bits 1:0 = 01b) and SGL Bit Bucket descriptors (bit 16, honoured for Read only).
+ * No keyed/transport descriptors, no metadata SGLs, no SGL longer than the transfer.
+ */
+export const SGLS = 0x1 | (1 << 16);
+/** Descriptors (data, bit bucket and segment ones) one command's SGL may have in all: bounds looping chains. */
+export const MAX_SGL_DESCRIPTORS = 256;
+
+/** Abort Command Limit (0-based in Identify Controller ACL): 4 Aborts outstanding. */
+export const ACL = 3;
+/** Compare commands in progress at once per controller (bounce buffers of MAX_XFER each). */
+export const COMPARE_BUFFERS = 4;
 
 /** Limits the controller advertises. */
 export const MQES = 1023;          // CAP.MQES (0-based): 1024 entries

@@ -12,7 +12,11 @@ import { Bdev } from '../../bdev/bdev.js';
 import * as D from './nvme_defs.js';
 import { PciConfig, CONFIG_SIZE, BAR4_SIZE } from './pci_config.js';
 import { CtrlrIdentity } from './identify.js';
-import { C_COUNT, C_TRAPPED_DB, C_IO_CMDS, C_ADMIN_CMDS, C_IRQS, C_SHADOW, C_ERRORS, C_BAD_DB, NvmeCtrlrSpec, NvmeNsSpec } from './nvme_ctrlr.js';
+import {
+  C_COUNT, C_TRAPPED_DB, C_IO_CMDS, C_ADMIN_CMDS, C_IRQS, C_SHADOW, C_ERRORS, C_BAD_DB, C_SGL_CMDS, C_SGL_LIST_CMDS,
+  C_COMPARES, C_COMPARE_FAILS, C_ABORT_CMDS, C_ABORTED, C_READS, C_WRITES, C_READ_BYTES, C_WRITE_BYTES, ERROR_LOG_BYTES,
+  NvmeCtrlrSpec, NvmeNsSpec,
+} from './nvme_ctrlr.js';
 import { logger } from '../../src/log.js';
 
 const log = logger('nvme');
@@ -39,6 +43,8 @@ export class NvmeDevice implements VfioUserDevice {
   private readonly db: Uint32Array;
   private readonly wakeFd: number;
   readonly counters = new SharedArrayBuffer(C_COUNT * 8);
+  /** The Error Information log ring: the device keeps it across controller resets, as the spec asks. */
+  readonly errorLog = new SharedArrayBuffer(ERROR_LOG_BYTES);
   private readonly cnt = new Float64Array(this.counters);
   private msix: number[] = new Array(D.NUM_MSIX).fill(-1);
   private enabled = false;
@@ -201,7 +207,7 @@ export class NvmeDevice implements VfioUserDevice {
     const id = this.identity();
     const spec: NvmeCtrlrSpec = {
       ctrlr: this.name, mem: this.dma.specs(), dbHva: this.dbMap + D.DOORBELL_BASE, asq, acq, asqs, acqs,
-      msix: this.msix, wakeFd: this.wakeFd, counters: this.counters,
+      msix: this.msix, wakeFd: this.wakeFd, counters: this.counters, errorLog: this.errorLog,
       shadowDoorbells: this.shadowOffered, mappableDoorbells: this.opts.mappableDoorbells,
       identity: { ...id, dbbuf: this.shadowOffered },
       namespaces: this.namespaces().map((n) => nsSpec(n)),
@@ -269,8 +275,30 @@ export class NvmeDevice implements VfioUserDevice {
       trapped_doorbell_writes: c[C_TRAPPED_DB], io_commands: io, admin_commands: c[C_ADMIN_CMDS],
       trapped_doorbell_writes_per_io: io > 0 ? c[C_TRAPPED_DB] / io : null,
       interrupts: c[C_IRQS], errors: c[C_ERRORS], bad_doorbell_writes: c[C_BAD_DB],
+      sgl_commands: c[C_SGL_CMDS], sgl_segment_list_commands: c[C_SGL_LIST_CMDS],
+      compare_commands: c[C_COMPARES], compare_failures: c[C_COMPARE_FAILS],
+      abort_commands: c[C_ABORT_CMDS], aborted_commands: c[C_ABORTED],
+      reads_completed: c[C_READS], writes_completed: c[C_WRITES], bytes_read: c[C_READ_BYTES], bytes_written: c[C_WRITE_BYTES],
       fatal: this.lastFatal, queues: q,
+      recent_errors: this.recentErrors(8),
     };
+  }
+
+  /** The newest `n` Error Information log entries, decoded (the ring the reactor fills). */
+  recentErrors(n: number): Record<string, unknown>[] {
+    const count = this.cnt[C_ERRORS], dv = new DataView(this.errorLog);
+    const out: Record<string, unknown>[] = [];
+    for (let k = 0; k < n && k < count && k < D.LOG_ERROR_ENTRIES; k++) {
+      const o = ((count - 1 - k) % D.LOG_ERROR_ENTRIES) * D.ERROR_ENTRY;
+      const sf = dv.getUint16(o + 12, true), loc = dv.getUint16(o + 14, true);
+      out.push({
+        error_count: Number(dv.getBigUint64(o, true)), sqid: dv.getUint16(o + 8, true), cid: dv.getUint16(o + 10, true),
+        sct: (sf >> 9) & 7, sc: (sf >> 1) & 0xff, dnr: (sf >> 15) & 1,
+        param_loc: loc === 0xffff ? null : { byte: loc & 0xff, bit: (loc >> 8) & 7 },
+        lba: Number(dv.getBigUint64(o + 16, true)), nsid: dv.getUint32(o + 24, true),
+      });
+    }
+    return out;
   }
 
   async destroy(): Promise<void> {

@@ -11,6 +11,7 @@ function release(r: Reactor, c: NvmeCtrlr): void {
   ctrlrs.delete(c.spec.ctrlr);
   r.removePoller(c);
   for (const ns of c.namespaces()) r.closeChannel(ns.spec.bdev.name);
+  c.destroy();
 }
 
 /** CC.EN 0→1: builds the controller with its admin queue and starts polling it. */

@@ -5,8 +5,8 @@ import { GuestMemory, TWO32 } from '../../src/memory/guest_memory.js';
 import { SegmentTable } from '../../bdev/bdev_io.js';
 import { PAGE, SC } from './nvme_defs.js';
 
-/** Largest guest address we accept as a PRP entry (JS numbers are exact below 2^53). */
-const MAX_GPA = 2 ** 52;
+/** Largest guest address we accept as a PRP entry or SGL address (JS numbers are exact below 2^53). */
+export const MAX_GPA = 2 ** 52;
 
 /** Reads a little-endian u64 from guest memory at gpa (8 bytes, 8-aligned); -1 if unmapped. */
 export function readGuestU64(mem: GuestMemory, gpa: number): number {
@@ -20,7 +20,7 @@ export function readGuestU64(mem: GuestMemory, gpa: number): number {
 }
 
 /** Appends guest range [gpa, gpa+len) to segs, merging with the previous segment; returns new count or a negative status. */
-function addSeg(mem: GuestMemory, segs: SegmentTable, base: number, n: number, max: number, gpa: number, len: number): number {
+export function addSeg(mem: GuestMemory, segs: SegmentTable, base: number, n: number, max: number, gpa: number, len: number): number {
   while (len > 0) {
     const r = mem.regionOf(gpa);
     if (r < 0) return -SC.DATA_XFER_ERROR;

@@ -157,4 +157,68 @@ describe('vfio-user NVMe controller (own client)', () => {
     await c.w32(P.PCI_BAR0, 0x14, 0);
     expect((await c.read(P.PCI_BAR0, 0x1c, 4)).getUint32(0, true) & 1).toBe(0);
   });
+
+  it('re-enabled: I/O queues, SGL write (segment list) and read (one data block), Compare that matches and one that fails', async () => {
+    const dv = new DataView(mem.buffer, mem.byteOffset);
+    const IOSQ = IOVA + 0x1_0000, IOCQ = IOVA + 0x2_0000, LIST = IOVA + 0x3_0000, DATA = IOVA + 0x4_0000, DATA2 = IOVA + 0x6_0000;
+    mem.fill(0, ACQ - IOVA, ACQ - IOVA + 16 * 16);  // the old admin completions (phase 1) must not look new
+    await c.w32(P.PCI_BAR0, 0x14, (4 << 20) | (6 << 16) | 1);
+    expect((await c.read(P.PCI_BAR0, 0x1c, 4)).getUint32(0, true) & 3).toBe(1);
+    // queue state of our little driver: admin and one I/O queue pair (16 entries each, no interrupts)
+    const qs = [{ sq: ASQ, cq: ACQ, tail: 0, head: 0, phase: 1 }, { sq: IOSQ, cq: IOCQ, tail: 0, head: 0, phase: 1 }];
+    type Cmd = { opc: number; cid: number; nsid?: number; flags?: number; dptr?: [number, number]; sgl?: [number, number, number]; cdw?: number[] };
+    const desc = (o: number, addr: number, len: number, type: number) => {
+      dv.setBigUint64(o, BigInt(addr), true); dv.setUint32(o + 8, len, true); mem.fill(0, o + 12, o + 15); mem[o + 15] = type << 4;
+    };
+    const run = async (qid: number, f: Cmd) => {
+      const q = qs[qid], o = q.sq - IOVA + q.tail * 64;
+      mem.fill(0, o, o + 64);
+      mem[o] = f.opc; mem[o + 1] = f.flags ?? 0; dv.setUint16(o + 2, f.cid, true); dv.setUint32(o + 4, f.nsid ?? 0, true);
+      if (f.dptr) { dv.setBigUint64(o + 24, BigInt(f.dptr[0]), true); dv.setBigUint64(o + 32, BigInt(f.dptr[1]), true); }
+      if (f.sgl) { desc(o + 24, ...f.sgl); mem[o + 1] |= 0x40; }
+      (f.cdw ?? []).forEach((v, i) => dv.setUint32(o + 40 + 4 * i, v >>> 0, true));
+      q.tail = (q.tail + 1) % 16;
+      await c.w32(P.PCI_BAR0, 0x1000 + 8 * qid, q.tail);
+      const e = q.cq - IOVA + q.head * 16, end = Date.now() + 5000;
+      while (((dv.getUint32(e + 12, true) >>> 16) & 1) !== q.phase) {
+        if (Date.now() > end) throw new Error(`no completion for cid ${f.cid} on queue ${qid}`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      const dw3 = dv.getUint32(e + 12, true), sf = dw3 >>> 17;
+      q.head = (q.head + 1) % 16; if (q.head === 0) q.phase ^= 1;
+      await c.w32(P.PCI_BAR0, 0x1004 + 8 * qid, q.head);
+      expect(dw3 & 0xffff).toBe(f.cid);
+      return { status: (((sf >> 8) & 7) << 8) | (sf & 0xff), dnr: sf >> 14, dw0: dv.getUint32(e, true) };
+    };
+    expect((await run(0, { opc: 0x05, cid: 1, dptr: [IOCQ, 0], cdw: [(15 << 16) | 1, 1] })).status).toBe(0);           // Create I/O CQ, no IRQ
+    expect((await run(0, { opc: 0x01, cid: 2, dptr: [IOSQ, 0], cdw: [(15 << 16) | 1, (1 << 16) | 1] })).status).toBe(0); // Create I/O SQ
+    // Identify: SGLs advertised
+    expect((await run(0, { opc: 0x06, cid: 3, dptr: [BUF, 0], cdw: [1] })).status).toBe(0);
+    expect(dv.getUint32(BUF - IOVA + 536, true) & 3).toBe(1);
+    // write 4 KiB at LBA 16 from three pieces behind a Last Segment descriptor
+    for (let i = 0; i < 0x8000; i++) mem[DATA - IOVA + i] = (i * 31 + 7) & 0xff;
+    desc(LIST - IOVA, DATA + 0x10, 0x600, 0); desc(LIST - IOVA + 16, DATA + 0x2000, 0x900, 0); desc(LIST - IOVA + 32, DATA + 0x5003, 0x100, 0);
+    expect((await run(1, { opc: 0x01, cid: 10, nsid: 1, sgl: [LIST, 48, 3], cdw: [16, 0, 7] })).status).toBe(0);
+    const sent = Buffer.concat([mem.subarray(DATA - IOVA + 0x10, DATA - IOVA + 0x610), mem.subarray(DATA - IOVA + 0x2000, DATA - IOVA + 0x2900),
+      mem.subarray(DATA - IOVA + 0x5003, DATA - IOVA + 0x5103)]);
+    // read it back through one Data Block
+    expect((await run(1, { opc: 0x02, cid: 11, nsid: 1, sgl: [DATA2, 4096, 0], cdw: [16, 0, 7] })).status).toBe(0);
+    expect(Buffer.from(mem.subarray(DATA2 - IOVA, DATA2 - IOVA + 4096)).equals(sent)).toBe(true);
+    // Compare: the same data matches; one flipped bit in block 18 does not
+    expect((await run(1, { opc: 0x05, cid: 12, nsid: 1, dptr: [DATA2, DATA2 + 4096], cdw: [16, 0, 7] })).status).toBe(0);
+    expect((await run(1, { opc: 0x05, cid: 13, nsid: 1, sgl: [LIST, 48, 3], cdw: [16, 0, 7] })).status).toBe(0);
+    mem[DATA2 - IOVA + 2 * 512 + 100] ^= 0x10;
+    expect(await run(1, { opc: 0x05, cid: 14, nsid: 1, dptr: [DATA2, DATA2 + 4096], cdw: [16, 0, 7] })).toMatchObject({ status: 0x285, dnr: 1 });
+    // the Error Information log has it, newest first
+    expect((await run(0, { opc: 0x02, cid: 4, dptr: [BUF, 0], cdw: [(15 << 16) | 1] })).status).toBe(0);
+    const e0 = BUF - IOVA;
+    expect([dv.getUint16(e0 + 8, true), dv.getUint16(e0 + 10, true), (dv.getUint16(e0 + 12, true) >> 1) & 0x7ff]).toEqual([1, 14, 0x285]);
+    expect(Number(dv.getBigUint64(e0 + 16, true))).toBe(18);
+    const [s] = await ok(d.sock, 'nvmf_get_subsystems', { nqn: NQN });
+    const ctl = s.vfio_user_controllers[0];
+    expect(ctl).toMatchObject({ sgl_commands: 3, sgl_segment_list_commands: 2, compare_commands: 3, compare_failures: 1 });
+    expect(ctl.errors).toBeGreaterThanOrEqual(1);
+    expect(ctl.recent_errors[0]).toMatchObject({ sqid: 1, cid: 14, sct: 2, sc: 0x85, dnr: 1, lba: 18, nsid: 1 });
+    await c.w32(P.PCI_BAR0, 0x14, 0);
+  });
 });

@@ -2,7 +2,8 @@
 // creation rules, I/O through a malloc channel, shadow doorbells, and hostile input
 // answered with NVMe status codes.
 import { afterEach, describe, expect, it } from 'vitest';
-import { NvmeCtrlr, NvmeCtrlrSpec, C_COUNT, C_BAD_DB } from '../../../targets/nvme/nvme_ctrlr.js';
+import { NvmeCtrlr, NvmeCtrlrSpec, C_COUNT, C_BAD_DB, ERROR_LOG_BYTES } from '../../../targets/nvme/nvme_ctrlr.js';
+import { BdevIo } from '../../../bdev/bdev_io.js';
 import * as D from '../../../targets/nvme/nvme_defs.js';
 import { MallocChannel } from '../../../bdev/malloc/malloc_channel.js';
 import { createStats } from '../../../bdev/stats.js';
@@ -15,6 +16,14 @@ const R = 0x10_0000;
 const ASQ = R, ACQ = R + 0x1000, BUF = R + 0x10_0000, IOSQ = R + 0x4_0000, IOCQ = R + 0x6_0000;
 const cleanup: (() => void)[] = [];
 afterEach(() => { for (const f of cleanup.splice(0).reverse()) f(); });
+
+/** A malloc channel that can hold I/Os in flight (as an asynchronous bdev would) until released. */
+class HoldChannel extends MallocChannel {
+  hold = false;
+  readonly held: BdevIo[] = [];
+  protected submitIo(io: BdevIo): void { if (this.hold) this.held.push(io); else super.submitIo(io); }
+  release(): void { this.hold = false; for (const io of this.held.splice(0)) super.submitIo(io); }
+}
 
 function setup(o: { shadow?: boolean; blocks?: number } = {}) {
   const g = new FakeGuest([{ gpa: R, size: 4 * MiB }]);
@@ -38,10 +47,13 @@ function setup(o: { shadow?: boolean; blocks?: number } = {}) {
     ctrlr: 't', mem: g.regions, dbHva: dbAddr, asq: ASQ, acq: ACQ, asqs: 16, acqs: 16, msix: [irq, irq, irq], wakeFd: wake,
     counters, shadowDoorbells: o.shadow ?? true, mappableDoorbells: false,
     identity: { serial: 'SN1', model: 'MODEL', firmware: '0.1', subnqn: 'nqn.2019-07.io.spdk:cnode0', cntlid: 1, dbbuf: o.shadow ?? true,
-      vwc: true, compare: false, dsm: true, writeZeroes: true },
+      vwc: true, compare: true, dsm: true, writeZeroes: true },
     namespaces: [{ nsid: 1, bdev, uuid: '12345678-1234-1234-1234-123456789abc' }],
+    errorLog: new SharedArrayBuffer(ERROR_LOG_BYTES),
   };
-  const c = new NvmeCtrlr(spec, (s) => new MallocChannel(s, 0));
+  let ch: HoldChannel | null = null;
+  const c = new NvmeCtrlr(spec, (s) => (ch = new HoldChannel(s, 0)));
+  cleanup.push(() => c.destroy());
   const u8 = g.u8[0];
   const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
   const at = (gpa: number) => gpa - R;
@@ -71,7 +83,7 @@ function setup(o: { shadow?: boolean; blocks?: number } = {}) {
     db[1] = q.cqHead;
     return e;
   }
-  return { g, c, db, u8, dv, disk, admin, sqe, reap, ioq, at, counters: new Float64Array(counters) };
+  return { g, c, db, u8, dv, disk, admin, sqe, reap, ioq, q, at, counters: new Float64Array(counters), ch: ch! as HoldChannel, spec };
 }
 
 describe('NvmeCtrlr admin queue', () => {
@@ -164,7 +176,8 @@ describe('NvmeCtrlr admin queue', () => {
     expect(io({ opc: D.IO.READ, cid: 13, nsid: 2, prp1: DATA, cdw: [0, 0, 0] })!.status).toBe(D.SC.INVALID_NS);
     expect(io({ opc: D.IO.READ, cid: 14, nsid: 1, prp1: DATA, cdw: [0, 0, 0xffff] })!.status).toBe(D.SC.INVALID_FIELD);
     expect(io({ opc: D.IO.READ, cid: 15, nsid: 1, prp1: 0x5000_0000, cdw: [0, 0, 0] })!.status).toBe(D.SC.DATA_XFER_ERROR);
-    expect(io({ opc: D.IO.READ, cid: 16, nsid: 1, prp1: DATA, cdw: [0, 0, 0], flags: 0x40 })!.status).toBe(D.SC.INVALID_FIELD); // SGL
+    expect(io({ opc: D.IO.READ, cid: 16, nsid: 1, prp1: DATA, cdw: [0, 0, 0], flags: 0x40 })!.status).toBe(D.SC.DATA_SGL_LENGTH_INVALID); // SGL of 0 bytes
+    expect(io({ opc: D.IO.READ, cid: 16, nsid: 1, prp1: DATA, cdw: [0, 0, 0], flags: 0x80 })!.status).toBe(D.SC.INVALID_FIELD); // metadata SGL
     expect(io({ opc: 0x7f, cid: 17, nsid: 1 })!.status).toBe(D.SC.INVALID_OPCODE);
     expect(io({ opc: D.IO.FLUSH, cid: 18, nsid: 1 })!.status).toBe(0);
     expect(io({ opc: D.IO.WRITE_ZEROES, cid: 19, nsid: 1, cdw: [8, 0, 0] })!.status).toBe(0);
@@ -200,5 +213,204 @@ describe('NvmeCtrlr admin queue', () => {
     expect(t.dv.getUint32(t.at(EVT) + 8, true)).toBe(5);
     t.dv.setUint32(t.at(SHADOW) + 8, 6, true);
     expect(t.c.armInterrupt()).toBe(false);
+  });
+});
+
+describe('NvmeCtrlr SGLs, Compare, Abort, Error Information log', () => {
+  const LIST = R + 0x28_0000, DATA = R + 0x30_0000, DATA2 = R + 0x34_0000, DATA3 = R + 0x38_0000;
+
+  function ioSetup() {
+    const t = setup();
+    expect(t.admin({ opc: D.ADM.CREATE_CQ, cid: 1, prp1: IOCQ, cdw: [(63 << 16) | 1, (1 << 16) | 3] })!.status).toBe(0);
+    expect(t.admin({ opc: D.ADM.CREATE_SQ, cid: 2, prp1: IOSQ, cdw: [(63 << 16) | 1, (1 << 16) | 1] })!.status).toBe(0);
+    type Sqe = Parameters<typeof t.sqe>[2] & { sgl?: { addr: number; len: number; type: number } };
+    const put = (gpa: number, addr: number, len: number, type: number) => {
+      const o = t.at(gpa);
+      t.dv.setBigUint64(o, BigInt(addr), true); t.dv.setUint32(o + 8, len, true);
+      t.u8.fill(0, o + 12, o + 15); t.u8[o + 15] = type << 4;
+    };
+    const submit = (f: Sqe) => {
+      t.sqe(IOSQ, t.ioq.sqTail, f);
+      if (f.sgl) { put(IOSQ + t.ioq.sqTail * 64 + 24, f.sgl.addr, f.sgl.len, f.sgl.type); t.u8[t.at(IOSQ) + t.ioq.sqTail * 64 + 1] |= 0x40; }
+      t.ioq.sqTail = (t.ioq.sqTail + 1) % 64; t.db[2] = t.ioq.sqTail;
+    };
+    const reapIo = () => { const e = t.reap(IOCQ, t.ioq, 64); t.db[3] = t.ioq.cqHead; return e; };
+    const io = (f: Sqe) => { submit(f); for (let i = 0; i < 3; i++) t.c.poll(); return reapIo(); };
+    /** Writes a descriptor list at gpa: [addr, len, type] each; returns a Last Segment descriptor for it. */
+    const list = (gpa: number, ds: [number, number, number][]) => {
+      ds.forEach(([a, l, ty], i) => put(gpa + 16 * i, a, l, ty));
+      return { addr: gpa, len: 16 * ds.length, type: D.SGL.LAST_SEGMENT };
+    };
+    const logPage = (lid: number, bytes: number) => {
+      expect(t.admin({ opc: D.ADM.GET_LOG_PAGE, cid: 0x77, prp1: BUF, prp2: BUF + PAGE, cdw: [((bytes / 4 - 1) << 16) | lid] })!.status).toBe(0);
+      return new DataView(t.u8.buffer, t.u8.byteOffset + t.at(BUF), bytes);
+    };
+    return { ...t, submit, reapIo, io, list, logPage };
+  }
+
+  it('Identify advertises SGLs (byte aligned + Bit Bucket), ELPE, ACL and Compare', () => {
+    const t = ioSetup();
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 9, prp1: BUF, cdw: [1] })!.status).toBe(0);
+    const id = new DataView(t.u8.buffer, t.u8.byteOffset + t.at(BUF), 4096);
+    expect(id.getUint32(536, true)).toBe(0x10001);
+    expect(id.getUint8(262)).toBe(D.LOG_ERROR_ENTRIES - 1);
+    expect(id.getUint8(258)).toBe(D.ACL);
+    expect(id.getUint16(520, true) & 1).toBe(1);
+  });
+
+  it('SGL write from a Last Segment list, read back through one Data Block and through a Bit Bucket', () => {
+    const t = ioSetup();
+    for (let i = 0; i < 0x4000; i++) t.u8[t.at(DATA) + i] = (i * 13 + 5) & 0xff;
+    // 2 KiB (4 blocks) from three byte-granular pieces
+    const l = t.list(LIST, [[DATA + 0x100, 0x300, 0], [DATA + 0x2000, 0x480, 0], [DATA + 0x3001, 0x80, 0]]);
+    expect(t.io({ opc: D.IO.WRITE, cid: 1, nsid: 1, sgl: l, cdw: [40, 0, 3] })).toMatchObject({ status: 0, cid: 1 });
+    const want = Buffer.concat([t.u8.subarray(t.at(DATA) + 0x100, t.at(DATA) + 0x400), t.u8.subarray(t.at(DATA) + 0x2000, t.at(DATA) + 0x2480),
+      t.u8.subarray(t.at(DATA) + 0x3001, t.at(DATA) + 0x3081)]);
+    expect(Buffer.from(t.disk.subarray(40 * 512, 44 * 512)).equals(want)).toBe(true);
+    // one Data Block at an odd address
+    expect(t.io({ opc: D.IO.READ, cid: 2, nsid: 1, sgl: { addr: DATA2 + 3, len: 2048, type: D.SGL.DATA_BLOCK }, cdw: [40, 0, 3] })!.status).toBe(0);
+    expect(Buffer.from(t.u8.subarray(t.at(DATA2) + 3, t.at(DATA2) + 3 + 2048)).equals(want)).toBe(true);
+    // blocks 0 and 3 only: the middle goes to the bit bucket
+    t.u8.fill(0xee, t.at(DATA3), t.at(DATA3) + 2048);
+    const bb = t.list(LIST + 0x100, [[DATA3, 512, 0], [0, 1024, D.SGL.BIT_BUCKET], [DATA3 + 512, 512, 0]]);
+    expect(t.io({ opc: D.IO.READ, cid: 3, nsid: 1, sgl: bb, cdw: [40, 0, 3] })!.status).toBe(0);
+    expect(Buffer.from(t.u8.subarray(t.at(DATA3), t.at(DATA3) + 512)).equals(want.subarray(0, 512))).toBe(true);
+    expect(Buffer.from(t.u8.subarray(t.at(DATA3) + 512, t.at(DATA3) + 1024)).equals(want.subarray(1536))).toBe(true);
+    expect(t.u8[t.at(DATA3) + 1024]).toBe(0xee);
+    // a Bit Bucket where data flows from the host; an SGL one block short
+    expect(t.io({ opc: D.IO.WRITE, cid: 4, nsid: 1, sgl: bb, cdw: [40, 0, 3] })).toMatchObject({ status: D.SC.SGL_DESCRIPTOR_TYPE_INVALID, dnr: 1 });
+    expect(t.io({ opc: D.IO.READ, cid: 5, nsid: 1, sgl: { addr: DATA2, len: 1536, type: 0 }, cdw: [40, 0, 3] })!.status).toBe(D.SC.DATA_SGL_LENGTH_INVALID);
+    // DSM deallocate with its range list behind an SGL
+    t.dv.setUint32(t.at(DATA) + 4, 4, true); t.dv.setBigUint64(t.at(DATA) + 8, 40n, true);
+    expect(t.io({ opc: D.IO.DSM, cid: 6, nsid: 1, sgl: { addr: DATA, len: 16, type: 0 }, cdw: [0, 4] })!.status).toBe(0);
+    expect(t.disk.subarray(40 * 512, 44 * 512).every((x) => x === 0)).toBe(true);
+    expect(t.counters[11]).toBe(6); // SGL commands
+    expect(t.counters[12]).toBe(3); // of them with a segment list
+    expect(t.g.canariesIntact()).toBe(true);
+  });
+
+  it('Compare: a match, a miscompare (media error 85h, its LBA in the error log), SMART counts reads', () => {
+    const t = ioSetup();
+    for (let i = 0; i < 4096; i++) t.u8[t.at(DATA) + i] = (i * 7) & 0xff;
+    expect(t.io({ opc: D.IO.WRITE, cid: 1, nsid: 1, prp1: DATA, cdw: [100, 0, 7] })!.status).toBe(0);
+    expect(t.io({ opc: D.IO.COMPARE, cid: 2, nsid: 1, prp1: DATA, cdw: [100, 0, 7] })).toMatchObject({ status: 0, cid: 2 });
+    expect(t.io({ opc: D.IO.COMPARE, cid: 3, nsid: 1, sgl: { addr: DATA + 1024, len: 1024, type: 0 }, cdw: [102, 0, 1] })!.status).toBe(0);
+    t.u8[t.at(DATA) + 3 * 512 + 17] ^= 1;   // block 103 differs
+    expect(t.io({ opc: D.IO.COMPARE, cid: 4, nsid: 1, prp1: DATA, cdw: [100, 0, 7] })).toMatchObject({ status: D.SC.COMPARE_FAILURE, dnr: 1, cid: 4 });
+    expect(t.io({ opc: D.IO.COMPARE, cid: 5, nsid: 1, prp1: DATA, cdw: [2047, 0, 1] })!.status).toBe(D.SC.LBA_OUT_OF_RANGE);
+    // the newest error first: the LBA-range error, then the miscompare
+    const log = t.logPage(D.LOG.ERROR, 128);
+    const errs = t.counters[5];
+    expect(Number(log.getBigUint64(0, true))).toBe(errs);
+    expect(log.getUint16(8, true)).toBe(1);      // SQID
+    expect(log.getUint16(10, true)).toBe(5);     // CID
+    expect(log.getUint16(14, true)).toBe(40);    // parameter error location: SLBA (CDW10)
+    expect(Number(log.getBigUint64(16, true))).toBe(2047);
+    expect(Number(log.getBigUint64(64, true))).toBe(errs - 1);
+    expect(log.getUint16(64 + 10, true)).toBe(4);
+    const sf = log.getUint16(64 + 12, true);
+    expect([(sf >> 9) & 7, (sf >> 1) & 0xff, sf >> 15]).toEqual([2, 0x85, 1]); // SCT 2h, SC 85h, DNR
+    expect(Number(log.getBigUint64(64 + 16, true))).toBe(103); // the first LBA that miscompared
+    expect(log.getUint32(64 + 24, true)).toBe(1);               // NSID
+    const smart = t.logPage(D.LOG.SMART, 512);
+    expect(Number(smart.getBigUint64(64, true))).toBe(3);       // host read commands: the compares that read
+    expect(Number(smart.getBigUint64(80, true))).toBe(1);       // host write commands
+    expect(Number(smart.getBigUint64(32, true))).toBe(1);       // data units read: 20 blocks -> 1 (thousands, rounded up)
+    expect(Number(smart.getBigUint64(48, true))).toBe(1);
+    expect(Number(smart.getBigUint64(176, true))).toBe(errs);   // error log entries
+    expect(t.c.info().compares_in_progress).toBe(0);
+  });
+
+  it('Compare waits in the SQ for a bounce buffer, and is fetched when one frees', () => {
+    const t = ioSetup();
+    t.ch.hold = true;
+    for (let i = 0; i < D.COMPARE_BUFFERS + 1; i++) t.submit({ opc: D.IO.COMPARE, cid: 10 + i, nsid: 1, prp1: DATA, cdw: [0, 0, 0] });
+    t.c.poll();
+    expect(t.ch.held.length).toBe(D.COMPARE_BUFFERS);
+    expect((t.c.info().sqs as { head: number }[])[1].head).toBe(D.COMPARE_BUFFERS); // the last one is still in the SQ
+    expect(t.c.armInterrupt()).toBe(true);  // nothing it could fetch: may sleep
+    t.c.disarmInterrupt();
+    t.ch.release();
+    expect(t.c.armInterrupt()).toBe(false); // a buffer is free: the waiting Compare can go
+    t.c.disarmInterrupt();
+    for (let i = 0; i < 3; i++) t.c.poll();
+    const cids = [];
+    for (let e = t.reapIo(); e; e = t.reapIo()) { expect(e.status).toBe(0); cids.push(e.cid); }
+    expect(cids.sort()).toEqual([10, 11, 12, 13, 14]);
+  });
+
+  it('Abort: an unfetched command is aborted, an in-flight one is not, an AER is; unknown CIDs are not', () => {
+    const t = ioSetup();
+    t.ch.hold = true;
+    t.submit({ opc: D.IO.WRITE, cid: 40, nsid: 1, prp1: DATA, cdw: [0, 0, 0] });
+    t.c.poll();
+    expect(t.ch.held.length).toBe(1);
+    expect(t.admin({ opc: D.ADM.ABORT, cid: 20, cdw: [(40 << 16) | 1] })).toMatchObject({ status: 0, dw0: 1 }); // in flight
+    // a write submitted (doorbell rung) but not fetched when the Abort is processed
+    t.disk.fill(0, 512, 1024);
+    t.u8.fill(0x5a, t.at(DATA2), t.at(DATA2) + 512);
+    t.sqe(IOSQ, t.ioq.sqTail, { opc: D.IO.WRITE, cid: 41, nsid: 1, prp1: DATA2, cdw: [1, 0, 0] });
+    t.ioq.sqTail++; t.db[2] = t.ioq.sqTail;
+    expect(t.admin({ opc: D.ADM.ABORT, cid: 21, cdw: [(41 << 16) | 1] })).toMatchObject({ status: 0, dw0: 0 });
+    expect(t.reapIo()).toMatchObject({ cid: 41, status: D.SC.ABORT_REQ, dnr: 0 });
+    expect(t.disk[512]).toBe(0);       // never written
+    expect(t.ch.held.length).toBe(1);
+    // not found: a CID nobody used, an SQ that does not exist
+    expect(t.admin({ opc: D.ADM.ABORT, cid: 22, cdw: [(99 << 16) | 1] })!.dw0).toBe(1);
+    expect(t.admin({ opc: D.ADM.ABORT, cid: 23, cdw: [(40 << 16) | 9] })!.dw0).toBe(1);
+    // an outstanding Asynchronous Event Request
+    expect(t.admin({ opc: D.ADM.ASYNC_EVENT, cid: 30 })).toBeNull();
+    expect(t.admin({ opc: D.ADM.ABORT, cid: 24, cdw: [30 << 16] })).toMatchObject({ cid: 30, status: D.SC.ABORT_REQ });
+    expect(t.reap(ACQ, t.q, 16)).toMatchObject({ cid: 24, status: 0, dw0: 0 });
+    t.db[1] = t.q.cqHead;
+    t.ch.release();
+    t.c.poll();
+    expect(t.reapIo()).toMatchObject({ cid: 40, status: 0 });
+    expect(t.counters[15]).toBe(5); // Abort commands
+    expect(t.counters[16]).toBe(2); // commands aborted
+  });
+
+  it('Abort Command Limit: Abort completions the full admin CQ holds back count as outstanding', () => {
+    const t = ioSetup();
+    const sub = (f: Parameters<typeof t.sqe>[2]) => { t.sqe(ASQ, t.q.sqTail, f); t.q.sqTail = (t.q.sqTail + 1) % 16; t.db[0] = t.q.sqTail; };
+    for (let i = 0; i < 15; i++) sub({ opc: D.ADM.KEEP_ALIVE, cid: 100 + i }); // fills the 16-entry admin CQ
+    t.c.poll();
+    for (let i = 0; i < D.ACL + 2; i++) sub({ opc: D.ADM.ABORT, cid: 200 + i, cdw: [(7 << 16) | 1] });
+    t.c.poll();
+    for (let i = 0; i < 15; i++) expect(t.reap(ACQ, t.q, 16)!.cid).toBe(100 + i);
+    t.db[1] = t.q.cqHead;
+    t.c.poll();
+    const got = [];
+    for (let e = t.reap(ACQ, t.q, 16); e; e = t.reap(ACQ, t.q, 16)) got.push([e.cid, e.status, e.dw0]);
+    expect(got).toEqual([[200, 0, 1], [201, 0, 1], [202, 0, 1], [203, 0, 1], [204, D.SC.ABORT_LIMIT, 0]]);
+  });
+
+  it('Error Information log: a ring of the newest entries, newest first; status, location, NSID per command', () => {
+    const t = ioSetup();
+    const before = t.counters[5];
+    expect(t.io({ opc: 0x7e, cid: 1, nsid: 1 })!.status).toBe(D.SC.INVALID_OPCODE);
+    expect(t.io({ opc: D.IO.READ, cid: 2, nsid: 9, prp1: DATA })!.status).toBe(D.SC.INVALID_NS);
+    let log = t.logPage(D.LOG.ERROR, 128);
+    expect(Number(log.getBigUint64(0, true))).toBe(before + 2);
+    expect([log.getUint16(10, true), log.getUint16(14, true), log.getUint32(24, true)]).toEqual([2, 4, 9]);       // NSID field
+    expect([log.getUint16(64 + 10, true), log.getUint16(64 + 14, true)]).toEqual([1, 0]);                       // opcode
+    for (let i = 0; i < 70; i++) t.io({ opc: 0x7e, cid: 1000 + i, nsid: 1 });
+    log = t.logPage(D.LOG.ERROR, D.LOG_ERROR_ENTRIES * 64);
+    const total = t.counters[5];
+    expect(total).toBe(before + 72);
+    for (let k = 0; k < D.LOG_ERROR_ENTRIES; k++) expect(Number(log.getBigUint64(64 * k, true))).toBe(total - k);
+    expect(log.getUint16(10, true)).toBe(1069);
+    // a controller reset: a new controller on the device's ring and counters keeps the entries
+    t.c.destroy();
+    t.db.fill(0);
+    t.u8.fill(0, t.at(ACQ), t.at(ACQ) + 16 * 16);
+    const c2 = new NvmeCtrlr(t.spec, (s) => new MallocChannel(s, 0));
+    cleanup.push(() => c2.destroy());
+    t.sqe(ASQ, 0, { opc: D.ADM.GET_LOG_PAGE, cid: 5, prp1: BUF, cdw: [(15 << 16) | D.LOG.ERROR] });
+    t.db[0] = 1;
+    c2.poll();
+    expect(t.reap(ACQ, { sqTail: 0, cqHead: 0, phase: 1 }, 16)).toMatchObject({ cid: 5, status: 0 });
+    expect(Number(t.dv.getBigUint64(t.at(BUF), true))).toBe(total);
+    expect(t.dv.getUint16(t.at(BUF) + 10, true)).toBe(1069);
   });
 });
