@@ -45,8 +45,9 @@ registerOp('nvme.disable', (r: Reactor, a: { ctrlr: string }, reply) => {
 registerOp('nvme.memory', (r: Reactor, a: { ctrlr: string; mem: MemRegionSpec[]; removing: boolean }, reply) => {
   const c = get(a.ctrlr);
   if (!c) { reply(null); return; }
-  if (!a.removing || c.inFlight === 0) { c.setMemory(a.mem); reply(null); return; }
-  // in-flight I/O may point into a window about to go: stop fetching until it drained
+  if (c.inFlight === 0) { c.setMemory(a.mem); reply(null); return; }
+  // in-flight I/O holds region indices of the old table (windows are kept sorted, so an added
+  // one shifts them) and may point into a window about to go: stop fetching until it drained
   c.stopping = true;
   c.onDrained = () => { c.setMemory(a.mem); c.stopping = false; reply(null); };
 });
