@@ -203,6 +203,8 @@ export class VhostManager {
         delay_base_us: e.coalescing.delayBaseUs,
         iops_threshold: e.coalescing.iopsThreshold,
         socket: e.path,
+        // vhostd's own: requests a restarted back end found in flight in the front end's inflight region
+        recovered_requests: e.ctrl.recovered,
         sessions: d && d.connected ? [{ vid: 0, id: 0, name: `${e.name}s0`, started: d.vrings.some((v) => v.started),
           max_queues: d.vrings.filter((v) => v.started).length, inflight_task_cnt: 0 }] : [],
         backend_specific: e.kind === 'blk'

@@ -38,6 +38,8 @@ export class ScsiController implements VhostTarget {
   private negotiated = 0n;
   private eventRunning = false;
   private eventMissed = false;
+  /** Requests found in flight in the front end's inflight region at queue starts (re-run or reused). */
+  recovered = 0;
 
   constructor(readonly ctrlr: string, readonly reactors: number[], private readonly pool: ReactorPool) {}
 
@@ -88,7 +90,7 @@ export class ScsiController implements VhostTarget {
     const reactor = this.reactorFor(v.index);
     this.negotiated = q.features;
     const spec: ScsiStartSpec = {
-      ctrlr: this.ctrlr, qid: v.index, mem: q.mem, kickFd: v.kickFd, targets: this.targetSpecs(),
+      ctrlr: this.ctrlr, qid: v.index, mem: q.mem, kickFd: v.kickFd, targets: this.targetSpecs(), inflight: q.inflight,
       ring: {
         size: v.num, descUaddr: v.descUaddr, availUaddr: v.availUaddr, usedUaddr: v.usedUaddr, lastAvail: v.lastAvail,
         eventIdx: (q.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n,
@@ -100,11 +102,19 @@ export class ScsiController implements VhostTarget {
     else if (v.index === V.EVENTQ) { spec.missed = this.eventMissed; this.eventMissed = false; }
     else { table = new SharedArrayBuffer(v.num * INFLIGHT_WORDS * 4); spec.table = table; }
     this.ref(reactor, 1);
+    let r: { recovered: number };
     try {
-      await this.pool.call(reactor, 'scsi.startQueue', spec);
+      r = await this.pool.call<{ recovered: number }>(reactor, 'scsi.startQueue', spec);
     } catch (e) {
       this.ref(reactor, -1);
       throw e;
+    }
+    if (r.recovered > 0) {
+      this.recovered += r.recovered;
+      const what = v.index === V.EVENTQ ? `reusing ${r.recovered} event buffer(s)`
+        : v.index === V.CONTROLQ ? `answering ${r.recovered} TMF(s), once the request queues are back,`
+          : `re-running ${r.recovered} command(s)`;
+      log.notice(`${this.ctrlr}: queue ${v.index}: ${what} left in flight by the previous connection`);
     }
     if (v.index === V.EVENTQ) this.eventRunning = true;
     if (table) { this.tables.set(v.index, table); await this.publishTables(); }
