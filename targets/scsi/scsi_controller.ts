@@ -14,7 +14,7 @@ import { logger } from '../../src/log.js';
 
 const log = logger('vhost_scsi');
 
-const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk' };
+const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk', delay: 'delay' };
 
 /** INQUIRY product identification of a bdev: its bdev_get_bdevs product_name, as SPDK. */
 export function productName(b: Bdev): string { return PRODUCT[b.module] ?? `${b.module} disk`; }
