@@ -389,6 +389,7 @@ export class VhostUserDevice {
   private setInflight(addr: number, size: number, numQueues: number, queueSize: number): void {
     this.dropInflight();
     this.inflight = { addr, size, numQueues, queueSize };
+    log.info(`${this.target.ctrlr}: requests are tracked in the front end's inflight region (${numQueues} queues of ${queueSize})`);
   }
 
   private dropInflight(): void {
