@@ -123,9 +123,15 @@ export class ScsiController implements VhostTarget {
 
   async stopQueue(v: VringState): Promise<number> {
     if (v.index === V.EVENTQ) this.eventRunning = false;
-    let r: { lastAvail: number } | null = null;
+    type Stopped = { lastAvail: number; tmfs?: { total: number; rejected: number; waited: number } } | null;
+    let r: Stopped = null;
     try {
-      r = await this.pool.call<{ lastAvail: number } | null>(v.reactor, 'scsi.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
+      r = await this.pool.call<Stopped>(v.reactor, 'scsi.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
+      const t = r?.tmfs;
+      if (t && t.total > 0) {
+        log.info(`${this.ctrlr}: the control queue answered ${t.total} task management function(s): ` +
+          `${t.waited} waited for commands to finish, ${t.rejected} rejected`);
+      }
     } finally {
       this.ref(v.reactor, -1);
       if (this.tables.delete(v.index)) await this.publishTables();

@@ -11,8 +11,9 @@
 // With the front end's inflight region (INFLIGHT_SHMFD), every queue marks the heads it
 // fetched there, as blk does, so that a restarted back end knows what was left unanswered:
 // - request queues run those commands again, oldest first, before fetching new ones;
-// - the control queue runs its unanswered TMFs again, but only once the request queues
-//   are back (or after RECOVER_WAIT_MS): an ABORT TASK must see the re-run command it aborts;
+// - the control queue runs its unanswered TMFs again, and takes new ones, only once the
+//   request queues are back (or after RECOVER_WAIT_MS): an ABORT TASK must find the re-run
+//   command it aborts, or the guest would retry it while the old one still runs;
 // - the event queue takes the buffers it held back first, so none is lost, and flags
 //   VIRTIO_SCSI_T_EVENTS_MISSED: the event that was being written died with the back end.
 //   (libvhost-user re-pops unanswered elements of every queue the same way.)
@@ -91,7 +92,7 @@ export interface ScsiQueueSpec {
   inflight?: { addr: number; numQueues: number };
 }
 
-/** Longest the control queue holds recovered TMFs back waiting for the request queues. */
+/** Longest the control queue holds TMFs back waiting for the request queues after a (re)start. */
 export const RECOVER_WAIT_MS = 3000;
 
 const CHAIN_ERRORS: Record<number, string> = {
@@ -405,14 +406,20 @@ export class ScsiControlQueue extends QueueBase {
   private readonly pTagHi: Int32Array;
   private pending = 0;
   readonly tmfs = { total: 0, rejected: 0, waited: 0 };
-  /** Recovered TMFs wait for this many request-queue tables, or until recoverBy (performance.now()). */
+  /**
+   * With an inflight region, TMFs wait until this many request-queue tables are here (the
+   * front end starts every queue the region covers), or until holdUntil (performance.now()).
+   */
   private readonly awaitTables: number;
-  private recoverBy = 0;
+  private holdUntil = 0;
+  /** TMFs are held back (see awaitTables). */
+  holding: boolean;
 
   constructor(spec: ScsiQueueSpec, readonly st: ScsiCtrlState, nowMs = 0) {
     super('ctrl', spec, CTRL_SEGS);
     this.awaitTables = spec.inflight ? Math.max(0, spec.inflight.numQueues - V.FIRST_REQUESTQ) : 0;
-    if (this.recoveredHeads !== null) this.recoverBy = nowMs + RECOVER_WAIT_MS;
+    this.holding = spec.inflight !== undefined;
+    this.holdUntil = nowMs + RECOVER_WAIT_MS;
     const n = this.vq.size;
     this.pWait = new Uint8Array(n);
     this.pTarget = new Int32Array(n);
@@ -428,19 +435,24 @@ export class ScsiControlQueue extends QueueBase {
 
   get inFlight(): number { return this.pending + (this.recoveredHeads !== null ? this.recoveredHeads.length : 0); }
 
-  override armInterrupt(): boolean { return super.armInterrupt() && this.pending === 0 && this.recoveredHeads === null; }
-
-  /** Recovered TMFs may run: every request queue of the front end has its table here, or the wait is over. */
-  private requestQueuesBack(nowMs: number): boolean {
-    let n = 0;
-    for (let q = 0; q < this.tables.length; q++) if (this.tables[q] !== null) n++;
-    return n >= this.awaitTables || nowMs >= this.recoverBy;
+  override armInterrupt(): boolean {
+    return super.armInterrupt() && this.pending === 0 && this.recoveredHeads === null && !this.holding;
   }
 
-  /** Runs the TMFs the previous back end left unanswered once the request queues are back; returns how many. */
-  runRecovered(nowMs: number): number {
+  /** Ends the hold once every request queue of the front end has its table here, or the wait is over. */
+  resume(nowMs: number): boolean {
+    if (!this.holding) return true;
+    let n = 0;
+    for (let q = 0; q < this.tables.length; q++) if (this.tables[q] !== null) n++;
+    if (n < this.awaitTables && nowMs < this.holdUntil) return false;
+    this.holding = false;
+    return true;
+  }
+
+  /** Runs the TMFs the previous back end left unanswered (once resumed); returns how many. */
+  runRecovered(): number {
     const list = this.recoveredHeads;
-    if (list === null || !this.requestQueuesBack(nowMs)) return 0;
+    if (list === null || this.holding) return 0;
     this.recoveredHeads = null;
     for (let i = 0; i < list.length; i++) {
       this.handle(list[i]);
@@ -454,7 +466,8 @@ export class ScsiControlQueue extends QueueBase {
     const vq = this.vq;
     if (vq.broken !== null) return 0;
     let work = this.flushUsed();
-    if (this.recoveredHeads !== null) work += this.runRecovered(performance.now());
+    if (this.holding && !this.resume(performance.now())) return work;
+    if (this.recoveredHeads !== null) work += this.runRecovered();
     if (this.pending > 0) work += this.checkPending();
     if (this.stopping) {
       if (this.pending === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }

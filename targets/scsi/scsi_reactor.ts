@@ -118,7 +118,7 @@ registerOp('scsi.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, rep
     r.removePoller(q);
     const st = states.get(a.ctrlr);
     if (st) release(r, st);
-    reply({ lastAvail: q.lastAvail, counters: q.counters });
+    reply({ lastAvail: q.lastAvail, counters: q.counters, tmfs: q instanceof ScsiControlQueue ? q.tmfs : undefined });
   };
   if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); done(); return; }
   q.stopping = true;

@@ -124,13 +124,15 @@ describe('vhost-user-scsi control queue across a back-end restart', () => {
     const now = 1000;
     const cq2 = new ScsiControlQueue(ifr.spec(t.vc, 0), b.st, now);
     expect(cq2.recovered).toBe(1);
-    expect(cq2.runRecovered(now)).toBe(0);
+    expect(cq2.resume(now)).toBe(false);
+    expect(cq2.runRecovered()).toBe(0);
     expect(cq2.armInterrupt()).toBe(false);
     const q2 = new ScsiRequestQueue(ifr.spec(t.vr, 2), b.st);
     expect(q2.runRecovered()).toBe(1);
     expect(b.hold.held).toHaveLength(1);
     cq2.setTables([null, null, q2.table.buffer as SharedArrayBuffer]);
-    expect(cq2.runRecovered(now)).toBe(1);
+    expect(cq2.resume(now)).toBe(true);
+    expect(cq2.runRecovered()).toBe(1);
     cq2.poll();
     expect(t.vc.takeUsed()).toEqual([]);              // the re-run command is still in flight
     b.hold.release();
@@ -140,6 +142,39 @@ describe('vhost-user-scsi control queue across a back-end restart', () => {
     expect(t.vc.takeUsed()).toEqual([{ id: ab.head, len: 1 }]);
     expect(t.g.u8At(ab.resp)).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
     expect([q2.resubmitted, cq2.resubmitted]).toEqual([1, 1]);
+  });
+
+  it('a TMF posted while the back end was away waits for the request queues: ABORT TASK sees the re-run command', () => {
+    const t = rig({ size: SIZE });
+    const ifr = region();
+    const a = holdState(t);
+    const q1 = new ScsiRequestQueue(ifr.spec(t.vr, 2), a.st);
+    new ScsiControlQueue(ifr.spec(t.vc, 0), a.st);
+    const c = cmd(t, write10(8, 8), { dataOut: 4096, seed: 3, tag: 33n });
+    t.vr.publish(c.head);
+    q1.poll();
+    expect(a.hold.held).toHaveLength(1);
+    // the back end dies; the guest times the command out and sends ABORT TASK meanwhile
+    const ab = tmf(t, V.VIRTIO_SCSI_T_TMF_ABORT_TASK, { tag: 33n });
+    t.vc.publish(ab.head);
+    const b = holdState(t);
+    const cq2 = new ScsiControlQueue(ifr.spec(t.vc, 0), b.st, performance.now());
+    expect(cq2.holding).toBe(true);
+    cq2.poll();
+    expect(t.vc.takeUsed()).toEqual([]);              // held: the request queue is not back yet
+    expect(cq2.lastAvail).toBe(0);
+    const q2 = new ScsiRequestQueue(ifr.spec(t.vr, 2), b.st);
+    q2.runRecovered();
+    cq2.setTables([null, null, q2.table.buffer as SharedArrayBuffer]);
+    cq2.poll();
+    expect(cq2.holding).toBe(false);
+    expect(t.vc.takeUsed()).toEqual([]);              // the abort waits for the re-run command
+    b.hold.release();
+    q2.poll();
+    cq2.poll();
+    expect(t.vr.takeUsed().map((u) => u.id)).toEqual([c.head]);
+    expect(t.vc.takeUsed()).toEqual([{ id: ab.head, len: 1 }]);
+    expect(t.g.u8At(ab.resp)).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
   });
 
   it('recovered TMFs run after RECOVER_WAIT_MS even if request queues never come back', () => {
@@ -155,8 +190,10 @@ describe('vhost-user-scsi control queue across a back-end restart', () => {
     const cq2 = new ScsiControlQueue(ifr.spec(t.vc, 0), t.st, 0);
     expect(cq2.recovered).toBe(1);
     expect(cq2.lastAvail).toBe(1);
-    expect(cq2.runRecovered(RECOVER_WAIT_MS - 1)).toBe(0);
-    expect(cq2.runRecovered(RECOVER_WAIT_MS)).toBe(1);
+    expect(cq2.resume(RECOVER_WAIT_MS - 1)).toBe(false);
+    expect(cq2.runRecovered()).toBe(0);
+    expect(cq2.resume(RECOVER_WAIT_MS)).toBe(true);
+    expect(cq2.runRecovered()).toBe(1);
     cq2.poll();
     expect(t.vc.takeUsed()).toEqual([{ id: rs.head, len: 1 }]);
     expect(t.g.u8At(rs.resp)).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
