@@ -433,7 +433,8 @@ export class ScsiControlQueue extends QueueBase {
     this.tables = bufs.map((b) => (b ? new Int32Array(b) : null));
   }
 
-  get inFlight(): number { return this.pending + (this.recoveredHeads !== null ? this.recoveredHeads.length : 0); }
+  /** TMFs waiting for commands (recovered ones not run yet stay marked in the region for the next start). */
+  get inFlight(): number { return this.pending; }
 
   override armInterrupt(): boolean {
     return super.armInterrupt() && this.pending === 0 && this.recoveredHeads === null && !this.holding;
@@ -466,13 +467,13 @@ export class ScsiControlQueue extends QueueBase {
     const vq = this.vq;
     if (vq.broken !== null) return 0;
     let work = this.flushUsed();
-    if (this.holding && !this.resume(performance.now())) return work;
-    if (this.recoveredHeads !== null) work += this.runRecovered();
     if (this.pending > 0) work += this.checkPending();
     if (this.stopping) {
       if (this.pending === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
       return work;
     }
+    if (this.holding && !this.resume(performance.now())) return work;
+    if (this.recoveredHeads !== null) work += this.runRecovered();
     const n = vq.fetchBatch(this);
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
     work += n + this.flushUsed();

@@ -190,6 +190,10 @@ describe('vhost-user-scsi control queue across a back-end restart', () => {
     const cq2 = new ScsiControlQueue(ifr.spec(t.vc, 0), t.st, 0);
     expect(cq2.recovered).toBe(1);
     expect(cq2.lastAvail).toBe(1);
+    // stopped before they ran, they stay in the region for the next start
+    expect(cq2.inFlight).toBe(0);
+    const cq3 = new ScsiControlQueue(ifr.spec(t.vc, 0), t.st, 0);
+    expect(cq3.recovered).toBe(1);
     expect(cq2.resume(RECOVER_WAIT_MS - 1)).toBe(false);
     expect(cq2.runRecovered()).toBe(0);
     expect(cq2.resume(RECOVER_WAIT_MS)).toBe(true);
