@@ -57,6 +57,10 @@ export abstract class BdevChannel {
   eventFd(): number { return -1; }
   /** I/Os submitted and not completed. */
   inflight(): number { return 0; }
+  /** fds that wake the reactor when poll() has work (interrupt mode). */
+  wakeFds(): number[] { const fd = this.eventFd(); return fd >= 0 ? [fd] : []; }
+  /** Before the reactor sleeps: can it (will a wake fd fire for every pending completion)? */
+  canSleep(): boolean { return this.inflight() === 0 || this.eventFd() >= 0; }
   destroy(): void { /* nothing by default */ }
 
   complete(io: BdevIo, status: number): void {

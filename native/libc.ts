@@ -26,6 +26,8 @@ export const raw = {
   munmap: libc.func('munmap', 'int', ['intptr_t', 'size_t']),
   madvise: libc.func('madvise', 'int', ['intptr_t', 'size_t', 'int']),
   eventfd: fn('int eventfd(unsigned int initval, int flags)'),
+  timerfdCreate: fn('int timerfd_create(int clockid, int flags)'),
+  timerfdSettime: fn('int timerfd_settime(int fd, int flags, const void *newValue, void *oldValue)'),
   getpid: fn('int getpid()'),
   gettid: fn('int gettid()'),
   sysconf: fn('long sysconf(int name)'),
@@ -134,6 +136,26 @@ export function eventfdSignal(fd: number): boolean { return Number(raw.write(fd,
 
 /** Reads and clears a non-blocking eventfd; returns whether it was signalled. */
 export function eventfdDrain(fd: number): boolean { return Number(raw.read(fd, drainBuf, 8)) === 8; }
+
+const CLOCK_MONOTONIC = 1;
+/** struct itimerspec (interval, value; each tv_sec, tv_nsec as int64), reused: little-endian 32-bit halves. */
+const itimer = new Int32Array(8);
+
+/** A non-blocking CLOCK_MONOTONIC timerfd (readable once it expires; clear it with eventfdDrain). */
+export function timerfd(): number {
+  return check('timerfd_create', raw.timerfdCreate(CLOCK_MONOTONIC, EFD_NONBLOCK | EFD_CLOEXEC));
+}
+
+/** Arms a timerfd to expire once, `ms` from now (at least 1 µs); 0 or less disarms it. */
+export function timerfdArm(fd: number, ms: number): void {
+  const t = itimer;
+  if (ms <= 0) { t[4] = 0; t[6] = 0; } else {
+    const us = Math.max(1, Math.ceil(ms * 1000));
+    t[4] = Math.floor(us / 1e6);
+    t[6] = (us % 1e6) * 1000;
+  }
+  check('timerfd_settime', raw.timerfdSettime(fd, 0, t, null));
+}
 
 export function gettid(): number { return raw.gettid(); }
 export function getpid(): number { return raw.getpid(); }

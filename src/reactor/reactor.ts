@@ -75,10 +75,10 @@ export class Reactor {
     if (e) { e.refs++; return e.ch; }
     const ch = openChannel(spec, this.index);
     this.channels.set(spec.name, { ch, refs: 1 });
-    const efd = ch.eventFd();
     if (ch.poll !== BdevChannel.prototype.poll) {
-      this.addPoller({ name: `bdev:${spec.name}`, poll: () => ch.poll(), wakeFds: () => (efd >= 0 ? [efd] : []),
-        armInterrupt: () => ch.inflight() === 0 || efd >= 0, disarmInterrupt: () => {} });
+      const fds = ch.wakeFds();
+      this.addPoller({ name: `bdev:${spec.name}`, poll: () => ch.poll(), wakeFds: () => fds,
+        armInterrupt: () => ch.canSleep(), disarmInterrupt: () => {} });
     }
     return ch;
   }

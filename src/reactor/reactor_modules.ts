@@ -5,3 +5,4 @@ import '../../targets/blk/blk_reactor.js';
 import '../../bdev/file/file_channel.js';
 import '../../targets/scsi/scsi_reactor.js';
 import '../../targets/nvme/nvme_reactor.js';
+import '../../bdev/delay/delay_channel.js';

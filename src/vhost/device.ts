@@ -7,7 +7,7 @@ import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';
 import * as P from './protocol.js';
 import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked, guardShrink } from './memory_table.js';
-import { VhostTarget, VringState } from './target.js';
+import { QueueInflight, VhostTarget, VringState } from './target.js';
 import { VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_RING_F_EVENT_IDX, bit } from '../virtio/constants.js';
 import { logger } from '../log.js';
 import { unlinkSync, existsSync } from 'node:fs';
@@ -404,6 +404,7 @@ export class VhostUserDevice {
   private setInflight(addr: number, size: number, numQueues: number, queueSize: number): void {
     this.dropInflight();
     this.inflight = { addr, size, numQueues, queueSize };
+    log.info(`${this.target.ctrlr}: requests are tracked in the front end's inflight region (${numQueues} queues of ${queueSize})`);
   }
 
   private dropInflight(): void {
@@ -411,7 +412,7 @@ export class VhostUserDevice {
     this.inflight = null;
   }
 
-  private inflightFor(v: VringState): { addr: number } | undefined {
+  private inflightFor(v: VringState): QueueInflight | undefined {
     const f = this.inflight;
     if (!f || v.index >= f.numQueues) return undefined;
     if (f.queueSize !== v.num) {
@@ -419,7 +420,7 @@ export class VhostUserDevice {
         `${f.queueSize}: its requests are not tracked across reconnects`);
       return undefined;
     }
-    return { addr: f.addr + v.index * inflightQueueBytes(f.queueSize) };
+    return { addr: f.addr + v.index * inflightQueueBytes(f.queueSize), numQueues: f.numQueues };
   }
 
   private hasFeature(b: number): boolean { return (this.features & bit(b)) !== 0n; }
@@ -542,10 +543,17 @@ export class VhostUserDevice {
   }
 }
 
-function checkInflightGeometry(numQueues: number, queueSize: number, maxQueues: number): void {
-  if (numQueues < 1 || numQueues > maxQueues) throw new ProtocolError(`inflight region for ${numQueues} queues (1..${maxQueues})`);
+/**
+ * The inflight region covers every queue of the front end: for vhost-user-scsi that is the
+ * control and event queues plus the request queues (QEMU: 2 + num_queues).
+ */
+export function checkInflightGeometry(numQueues: number, queueSize: number, maxQueues: number): void {
+  if (numQueues < 1 || numQueues > maxQueues) {
+    throw new ProtocolError(`inflight region asked for ${numQueues} queues, but this controller has 1 to ${maxQueues}: ` +
+      `configure the front end with fewer queues`);
+  }
   if (queueSize < 1 || queueSize > 32768 || (queueSize & (queueSize - 1)) !== 0) {
-    throw new ProtocolError(`inflight queue size ${queueSize} is not a power of two up to 32768`);
+    throw new ProtocolError(`inflight region asked for queues of ${queueSize} entries: the size must be a power of two up to 32768`);
   }
 }
 

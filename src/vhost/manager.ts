@@ -204,12 +204,8 @@ export class VhostManager {
       throw new VhostError('invalid', `iops_threshold ${c.iopsThreshold} is too low: coalescing needs at least ` +
         `${1000 / COALESCING_CHECK_MS} IOPS (or delay_base_us 0 to turn it off)`);
     }
-    if (e.kind !== 'blk' && c.delayBaseUs !== 0) {
-      throw new VhostError('invalid', 'interrupt coalescing is not implemented yet for vhost-user-scsi controllers: ' +
-        'only delay_base_us=0 is accepted');
-    }
     e.coalescing = c;
-    if (e.kind === 'blk') await e.ctrl.setCoalescing(c);
+    await e.ctrl.setCoalescing(c);
   }
 
   list(name?: string): Record<string, unknown>[] {
@@ -222,6 +218,8 @@ export class VhostManager {
         delay_base_us: e.coalescing.delayBaseUs,
         iops_threshold: e.coalescing.iopsThreshold,
         socket: e.path,
+        // vhostd's own: requests a restarted back end found in flight in the front end's inflight region
+        recovered_requests: e.ctrl.recovered,
         sessions: d && d.connected ? [{ vid: 0, id: 0, name: `${e.name}s0`, started: d.vrings.some((v) => v.started),
           max_queues: d.vrings.filter((v) => v.started).length, inflight_task_cnt: 0 }] : [],
         backend_specific: e.kind === 'blk'

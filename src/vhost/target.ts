@@ -23,7 +23,15 @@ export interface QueueStart {
   mem: MemRegionSpec[];
   features: bigint;
   /** This queue's part of the inflight-tracking region, when the front end set one. */
-  inflight?: { addr: number };
+  inflight?: QueueInflight;
+}
+
+/** Where a queue tracks its requests in the front end's inflight region. */
+export interface QueueInflight {
+  /** Address of this queue's part of the region. */
+  addr: number;
+  /** Queues the region covers (the front end's queue count: it starts that many). */
+  numQueues: number;
 }
 
 export interface VhostTarget {

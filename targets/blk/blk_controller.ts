@@ -20,6 +20,8 @@ export class BlkController implements VhostTarget {
   private writeback: number;
   /** Interrupt coalescing for the queues (vhost_controller_set_coalescing). */
   private coalescing: Coalescing = { delayBaseUs: 0, iopsThreshold: 0 };
+  /** Requests found in flight in the front end's inflight region at queue starts (re-run). */
+  recovered = 0;
 
   constructor(readonly ctrlr: string, readonly bdev: Bdev, readonly readOnly: boolean,
     /** Reactor indices this controller's queues run on. */
@@ -62,6 +64,7 @@ export class BlkController implements VhostTarget {
     };
     const r = await this.pool.call<{ recovered: number }>(reactor, 'blk.startQueue', spec);
     if (r.recovered > 0) {
+      this.recovered += r.recovered;
       log.notice(`${this.ctrlr}: queue ${v.index}: re-running ${r.recovered} request(s) left in flight by the previous connection`);
     }
     return reactor;

@@ -11,10 +11,11 @@ import { INFLIGHT_WORDS, ScsiTargetSpec } from './scsi_queue.js';
 import type { ScsiStartSpec } from './scsi_reactor.js';
 import * as V from './virtio_scsi.js';
 import { logger } from '../../src/log.js';
+import { Coalescing } from '../../src/virtio/split_queue.js';
 
 const log = logger('vhost_scsi');
 
-const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk' };
+const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk', delay: 'delay' };
 
 /** INQUIRY product identification of a bdev: its bdev_get_bdevs product_name, as SPDK. */
 export function productName(b: Bdev): string { return PRODUCT[b.module] ?? `${b.module} disk`; }
@@ -37,7 +38,11 @@ export class ScsiController implements VhostTarget {
   /** Features of the current front end (from the last queue start). */
   private negotiated = 0n;
   private eventRunning = false;
+  /** Interrupt coalescing of the request queues (vhost_controller_set_coalescing). */
+  private coalescing: Coalescing = { delayBaseUs: 0, iopsThreshold: 0 };
   private eventMissed = false;
+  /** Requests found in flight in the front end's inflight region at queue starts (re-run or reused). */
+  recovered = 0;
 
   constructor(readonly ctrlr: string, readonly reactors: number[], private readonly pool: ReactorPool) {}
 
@@ -83,16 +88,23 @@ export class ScsiController implements VhostTarget {
 
   private activeReactors(): number[] { return [...this.reactorRefs.keys()]; }
 
+  /** Applies to running request queues at once and to queues started later. */
+  async setCoalescing(c: Coalescing): Promise<void> {
+    this.coalescing = c;
+    for (const r of this.activeReactors()) await this.pool.call(r, 'scsi.coalescing', { ctrlr: this.ctrlr, ...c });
+  }
+
   async startQueue(q: QueueStart): Promise<number> {
     const v = q.vring;
     const reactor = this.reactorFor(v.index);
     this.negotiated = q.features;
     const spec: ScsiStartSpec = {
-      ctrlr: this.ctrlr, qid: v.index, mem: q.mem, kickFd: v.kickFd, targets: this.targetSpecs(),
+      ctrlr: this.ctrlr, qid: v.index, mem: q.mem, kickFd: v.kickFd, targets: this.targetSpecs(), inflight: q.inflight,
       ring: {
         size: v.num, descUaddr: v.descUaddr, availUaddr: v.availUaddr, usedUaddr: v.usedUaddr, lastAvail: v.lastAvail,
         eventIdx: (q.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n,
         indirect: (q.features & bit(VIRTIO_RING_F_INDIRECT_DESC)) !== 0n, callFd: v.callFd,
+        coalescing: v.index >= V.FIRST_REQUESTQ ? this.coalescing : undefined,
       },
     };
     let table: SharedArrayBuffer | null = null;
@@ -100,11 +112,19 @@ export class ScsiController implements VhostTarget {
     else if (v.index === V.EVENTQ) { spec.missed = this.eventMissed; this.eventMissed = false; }
     else { table = new SharedArrayBuffer(v.num * INFLIGHT_WORDS * 4); spec.table = table; }
     this.ref(reactor, 1);
+    let r: { recovered: number };
     try {
-      await this.pool.call(reactor, 'scsi.startQueue', spec);
+      r = await this.pool.call<{ recovered: number }>(reactor, 'scsi.startQueue', spec);
     } catch (e) {
       this.ref(reactor, -1);
       throw e;
+    }
+    if (r.recovered > 0) {
+      this.recovered += r.recovered;
+      const what = v.index === V.EVENTQ ? `reusing ${r.recovered} event buffer(s)`
+        : v.index === V.CONTROLQ ? `answering ${r.recovered} TMF(s), once the request queues are back,`
+          : `re-running ${r.recovered} command(s)`;
+      log.notice(`${this.ctrlr}: queue ${v.index}: ${what} left in flight by the previous connection`);
     }
     if (v.index === V.EVENTQ) this.eventRunning = true;
     if (table) { this.tables.set(v.index, table); await this.publishTables(); }
@@ -113,9 +133,15 @@ export class ScsiController implements VhostTarget {
 
   async stopQueue(v: VringState): Promise<number> {
     if (v.index === V.EVENTQ) this.eventRunning = false;
-    let r: { lastAvail: number } | null = null;
+    type Stopped = { lastAvail: number; tmfs?: { total: number; rejected: number; waited: number } } | null;
+    let r: Stopped = null;
     try {
-      r = await this.pool.call<{ lastAvail: number } | null>(v.reactor, 'scsi.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
+      r = await this.pool.call<Stopped>(v.reactor, 'scsi.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
+      const t = r?.tmfs;
+      if (t && t.total > 0) {
+        log.info(`${this.ctrlr}: the control queue answered ${t.total} task management function(s): ` +
+          `${t.waited} waited for commands to finish, ${t.rejected} rejected`);
+      }
     } finally {
       this.ref(v.reactor, -1);
       if (this.tables.delete(v.index)) await this.publishTables();

@@ -7,12 +7,23 @@
 // also published in a SharedArrayBuffer per request queue (target + tag per head), which
 // the control queue, possibly on another reactor, reads to answer ABORT TASK, QUERY TASK
 // and the reset functions.
+//
+// With the front end's inflight region (INFLIGHT_SHMFD), every queue marks the heads it
+// fetched there, as blk does, so that a restarted back end knows what was left unanswered:
+// - request queues run those commands again, oldest first, before fetching new ones;
+// - the control queue runs its unanswered TMFs again, and takes new ones, only once the
+//   request queues are back (or after RECOVER_WAIT_MS): an ABORT TASK must find the re-run
+//   command it aborts, or the guest would retry it while the old one still runs;
+// - the event queue takes the buffers it held back first, so none is lost, and flags
+//   VIRTIO_SCSI_T_EVENTS_MISSED: the event that was being written died with the back end.
+//   (libvhost-user re-pops unanswered elements of every queue the same way.)
 import { Chain, CHAIN_OK, SplitQueue, SplitQueueSpec } from '../../src/virtio/split_queue.js';
 import { GuestMemory, MemRegionSpec } from '../../src/memory/guest_memory.js';
 import { SegmentTable } from '../../bdev/bdev_io.js';
 import { BdevChannelSpec } from '../../bdev/types.js';
 import { Poller } from '../../src/reactor/poller.js';
-import { eventfdDrain } from '../../native/libc.js';
+import { eventfdDrain, view } from '../../native/libc.js';
+import { InflightRegion, inflightQueueBytes } from '../../src/virtio/inflight.js';
 import { DataDir, executeScsi, LunInfo, ScsiLun, ScsiTask, ScsiTaskSink } from './scsi/index.js';
 import * as V from './virtio_scsi.js';
 
@@ -77,7 +88,12 @@ export interface ScsiQueueSpec {
   mem: MemRegionSpec[];
   ring: SplitQueueSpec;
   kickFd: number;
+  /** This queue's part of the front end's inflight-tracking region, and the queues it covers. */
+  inflight?: { addr: number; numQueues: number };
 }
+
+/** Longest the control queue holds TMFs back waiting for the request queues after a (re)start. */
+export const RECOVER_WAIT_MS = 3000;
 
 const CHAIN_ERRORS: Record<number, string> = {
   [-1]: 'a buffer address is outside guest memory', [-2]: 'the descriptor chain loops or is longer than its table',
@@ -123,19 +139,56 @@ abstract class QueueBase implements Poller {
   onDrained: ((q: QueueBase) => void) | null = null;
   /** Called once (not per request) when the guest breaks the ring protocol. */
   onBroken: ((q: QueueBase, why: string) => void) | null = null;
+  protected readonly ifl: InflightRegion | null = null;
+  /** Heads the previous back end left in flight, oldest first (null when none are left to run). */
+  protected recoveredHeads: number[] | null = null;
+  /** Heads found in flight in the inflight region at start. */
+  recovered = 0;
+  /** Of those, heads run again (or, on the event queue, buffers reused). */
+  resubmitted = 0;
 
   constructor(kind: string, readonly spec: ScsiQueueSpec, segsPerHead: number) {
     this.name = `scsi:${spec.ctrlr}:${kind}${spec.qid}`;
     this.mem = new GuestMemory(spec.mem);
     this.vq = new SplitQueue(this.mem, spec.ring);
-    this.segs = new SegmentTable(this.vq.size * segsPerHead);
+    const n = this.vq.size;
+    this.segs = new SegmentTable(n * segsPerHead);
+    if (spec.inflight) {
+      this.ifl = new InflightRegion(view(spec.inflight.addr, inflightQueueBytes(n)), 0, n);
+      const rec = this.ifl.recover(this.vq.usedIndex);
+      if (rec) {
+        this.vq.lastAvail = rec.lastAvail;
+        if (rec.resubmit.length > 0) { this.recoveredHeads = rec.resubmit; this.recovered = rec.resubmit.length; }
+      }
+    }
   }
 
   get lastAvail(): number { return this.vq.lastAvail; }
+
+  /** A head was taken off the avail ring (tracked in the inflight region). */
+  protected fetched(head: number): void { if (this.ifl !== null) this.ifl.fetched(head); }
+
+  /** Puts a head on the used ring (published by flushUsed). */
+  protected used(head: number, len: number): void {
+    this.vq.pushUsed(head, len);
+    if (this.ifl !== null) this.ifl.completed(head);
+  }
+
+  /** Publishes used entries (one index update, at most one notification); the inflight region follows. */
+  flushUsed(): number {
+    const n = this.vq.flush();
+    if (n > 0 && this.ifl !== null) this.ifl.published(this.vq.usedIndex);
+    return n;
+  }
   abstract get inFlight(): number;
 
   wakeFds(): number[] { return [this.spec.kickFd]; }
-  armInterrupt(): boolean { eventfdDrain(this.spec.kickFd); return this.vq.enableKicks(); }
+  armInterrupt(): boolean {
+    // an interrupt held back by coalescing goes out before the reactor sleeps
+    if (this.vq.signalPending) this.vq.signalNow();
+    eventfdDrain(this.spec.kickFd);
+    return this.vq.enableKicks();
+  }
   disarmInterrupt(): void { this.vq.suppressKicks(); }
 
   protected fail(why: string): void {
@@ -146,7 +199,7 @@ abstract class QueueBase implements Poller {
   protected badChain(head: number, why: string): void {
     this.counters.badChains++;
     this.counters.lastError = `request ${head}: ${why}`;
-    this.vq.pushUsed(head, 0);
+    this.used(head, 0);
   }
 
   abstract poll(): number;
@@ -193,11 +246,28 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
 
   get inFlight(): number { return this.count; }
 
+  /**
+   * Runs the commands the previous back end left in flight, oldest first. Called when the
+   * queue starts, before the control queue can look for them (and by poll, in case).
+   */
+  runRecovered(): number {
+    const list = this.recoveredHeads;
+    if (list === null) return 0;
+    this.recoveredHeads = null;
+    for (let i = 0; i < list.length; i++) {
+      this.handle(list[i]);
+      this.resubmitted++;
+      if (this.vq.broken !== null) { this.fail(this.vq.broken); break; }
+    }
+    return list.length;
+  }
+
   poll(): number {
     const vq = this.vq;
     if (this.st.idleTargets !== 0) this.st.flushIdle();
     if (vq.broken !== null) return 0;
-    let work = vq.flush();
+    let work = this.flushUsed();
+    if (this.recoveredHeads !== null) work += this.runRecovered();
     if (this.stopping) {
       if (this.count === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
       return work;
@@ -205,7 +275,7 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
     const n = vq.fetchBatch(this);
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
     if (n > 0) vq.keepKicksSuppressed();
-    work += n + vq.flush();
+    work += n + this.flushUsed();
     return work;
   }
 
@@ -213,6 +283,7 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
   handle(head: number): void {
     this.counters.requests++;
     if (this.busy[head] !== 0) { this.vq.broken = `request ${head} was made available while still in flight`; return; }
+    this.fetched(head);
     const c = this.chain, s = this.segs;
     const base = head * V.SCSI_CHAIN_SEGS;
     const rc = this.vq.readChain(head, s, base, V.SCSI_CHAIN_SEGS, c);
@@ -333,7 +404,7 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
   private finishInPlace(head: number, dataIn: number): void {
     this.busy[head] = 0;
     this.count--;
-    this.vq.pushUsed(head, this.respLen[head] + dataIn);
+    this.used(head, this.respLen[head] + dataIn);
   }
 
   /** Answers without running a command: only the virtio-scsi response code is set. */
@@ -350,7 +421,7 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
     scatter(this.mem, this.segs, this.respSeg[head], this.respN[head], this.resp, len);
     this.busy[head] = 0;
     this.count--;
-    this.vq.pushUsed(head, len + dataIn);
+    this.used(head, len + dataIn);
   }
 }
 
@@ -374,9 +445,20 @@ export class ScsiControlQueue extends QueueBase {
   private readonly pTagHi: Int32Array;
   private pending = 0;
   readonly tmfs = { total: 0, rejected: 0, waited: 0 };
+  /**
+   * With an inflight region, TMFs wait until this many request-queue tables are here (the
+   * front end starts every queue the region covers), or until holdUntil (performance.now()).
+   */
+  private readonly awaitTables: number;
+  private holdUntil = 0;
+  /** TMFs are held back (see awaitTables). */
+  holding: boolean;
 
-  constructor(spec: ScsiQueueSpec, readonly st: ScsiCtrlState) {
+  constructor(spec: ScsiQueueSpec, readonly st: ScsiCtrlState, nowMs = 0) {
     super('ctrl', spec, CTRL_SEGS);
+    this.awaitTables = spec.inflight ? Math.max(0, spec.inflight.numQueues - V.FIRST_REQUESTQ) : 0;
+    this.holding = spec.inflight !== undefined;
+    this.holdUntil = nowMs + RECOVER_WAIT_MS;
     const n = this.vq.size;
     this.pWait = new Uint8Array(n);
     this.pTarget = new Int32Array(n);
@@ -390,22 +472,50 @@ export class ScsiControlQueue extends QueueBase {
     this.tables = bufs.map((b) => (b ? new Int32Array(b) : null));
   }
 
+  /** TMFs waiting for commands (recovered ones not run yet stay marked in the region for the next start). */
   get inFlight(): number { return this.pending; }
 
-  override armInterrupt(): boolean { return super.armInterrupt() && this.pending === 0; }
+  override armInterrupt(): boolean {
+    return super.armInterrupt() && this.pending === 0 && this.recoveredHeads === null && !this.holding;
+  }
+
+  /** Ends the hold once every request queue of the front end has its table here, or the wait is over. */
+  resume(nowMs: number): boolean {
+    if (!this.holding) return true;
+    let n = 0;
+    for (let q = 0; q < this.tables.length; q++) if (this.tables[q] !== null) n++;
+    if (n < this.awaitTables && nowMs < this.holdUntil) return false;
+    this.holding = false;
+    return true;
+  }
+
+  /** Runs the TMFs the previous back end left unanswered (once resumed); returns how many. */
+  runRecovered(): number {
+    const list = this.recoveredHeads;
+    if (list === null || this.holding) return 0;
+    this.recoveredHeads = null;
+    for (let i = 0; i < list.length; i++) {
+      this.handle(list[i]);
+      this.resubmitted++;
+      if (this.vq.broken !== null) { this.fail(this.vq.broken); break; }
+    }
+    return list.length;
+  }
 
   poll(): number {
     const vq = this.vq;
     if (vq.broken !== null) return 0;
-    let work = vq.flush();
+    let work = this.flushUsed();
     if (this.pending > 0) work += this.checkPending();
     if (this.stopping) {
       if (this.pending === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
       return work;
     }
+    if (this.holding && !this.resume(performance.now())) return work;
+    if (this.recoveredHeads !== null) work += this.runRecovered();
     const n = vq.fetchBatch(this);
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
-    work += n + vq.flush();
+    work += n + this.flushUsed();
     return work;
   }
 
@@ -413,6 +523,7 @@ export class ScsiControlQueue extends QueueBase {
   handle(head: number): void {
     this.counters.requests++;
     if (this.pWait[head] !== 0) { this.vq.broken = `control request ${head} was made available while still in flight`; return; }
+    this.fetched(head);
     const c = this.chain, s = this.segs, base = head * CTRL_SEGS;
     const rc = this.vq.readChain(head, s, base, CTRL_SEGS, c);
     if (rc !== CHAIN_OK) { this.badChain(head, CHAIN_ERRORS[rc]); return; }
@@ -551,9 +662,9 @@ export class ScsiControlQueue extends QueueBase {
     // re-decode: a pending TMF's chain was decoded many requests ago, the table is per head
     const c = this.chain, base = head * CTRL_SEGS;
     const rc = this.vq.readChain(head, this.segs, base, CTRL_SEGS, c);
-    if (rc !== CHAIN_OK) { this.vq.pushUsed(head, 0); return; }
+    if (rc !== CHAIN_OK) { this.used(head, 0); return; }
     scatter(this.mem, this.segs, base + c.nRead, c.n - c.nRead, src, len);
-    this.vq.pushUsed(head, len);
+    this.used(head, len);
   }
 }
 
@@ -574,9 +685,13 @@ export class ScsiEventQueue extends QueueBase {
   private readonly evView = new DataView(this.ev.buffer);
   readonly sent = { events: 0, dropped: 0 };
 
+  /** Next recovered buffer to use (index into recoveredHeads). */
+  private spare = 0;
+
   constructor(spec: ScsiQueueSpec, missed = false) {
     super('event', spec, EVENT_SEGS);
-    this.missed = missed;
+    // a buffer in flight means an event was being written when the previous back end died
+    this.missed = missed || this.recoveredHeads !== null;
   }
 
   get inFlight(): number { return 0; }
@@ -594,14 +709,14 @@ export class ScsiEventQueue extends QueueBase {
     if (this.wr !== this.rd) return false;
     // Buffers the guest posts are kept until there is an event: only a pending
     // "events missed" notice needs a kick when one arrives.
-    if (this.missed) return this.vq.enableKicks();
+    if (this.missed) return this.recoveredHeads === null && this.vq.enableKicks();
     return true;
   }
 
   poll(): number {
     const vq = this.vq;
     if (vq.broken !== null) return 0;
-    let work = vq.flush();
+    let work = this.flushUsed();
     if (this.stopping) {
       if (this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
       return work;
@@ -629,16 +744,30 @@ export class ScsiEventQueue extends QueueBase {
       this.rd = this.wr;
       this.missed = true;
     }
-    return work + vq.flush();
+    return work + this.flushUsed();
+  }
+
+  /** A buffer the previous back end fetched and never used, or -1. */
+  private recoveredBuffer(): number {
+    const list = this.recoveredHeads;
+    if (list === null) return -1;
+    const head = list[this.spare++];
+    if (this.spare >= list.length) { this.recoveredHeads = null; this.spare = 0; }
+    this.resubmitted++;
+    return head;
   }
 
   /** The next usable event buffer, or -1 (chains that cannot hold an event are returned unused). */
   private nextBuffer(): number {
     const vq = this.vq;
     for (;;) {
-      if (vq.pending() === 0) return -1;
-      const head = vq.nextHead();
-      if (head < 0) return -1;
+      let head = this.recoveredBuffer();
+      if (head < 0) {
+        if (vq.pending() === 0) return -1;
+        head = vq.nextHead();
+        if (head < 0) return -1;
+      }
+      this.fetched(head);
       const c = this.chain;
       const rc = vq.readChain(head, this.segs, 0, EVENT_SEGS, c);
       if (rc !== CHAIN_OK) { this.badChain(head, CHAIN_ERRORS[rc]); continue; }
@@ -659,6 +788,6 @@ export class ScsiEventQueue extends QueueBase {
     const c = this.chain;
     scatter(this.mem, this.segs, 0, c.n, e, V.EVENT_SIZE);
     this.sent.events++;
-    this.vq.pushUsed(head, V.EVENT_SIZE);
+    this.used(head, V.EVENT_SIZE);
   }
 }

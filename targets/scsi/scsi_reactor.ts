@@ -83,7 +83,7 @@ registerOp('scsi.startQueue', (r: Reactor, spec: ScsiStartSpec, reply) => {
   let q: AnyQueue;
   try {
     if (spec.qid === CONTROLQ) {
-      const cq = new ScsiControlQueue(spec, st);
+      const cq = new ScsiControlQueue(spec, st, performance.now());
       cq.setTables(spec.tables ?? []);
       q = cq;
     } else if (spec.qid === EVENTQ) {
@@ -98,12 +98,20 @@ registerOp('scsi.startQueue', (r: Reactor, spec: ScsiStartSpec, reply) => {
   q.onBroken = (bq, why) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
   queues.set(k, q);
   r.addPoller(q, spec.qid === CONTROLQ || spec.qid === EVENTQ);
+  // commands left in flight by a previous back end run now, so that they are in the
+  // in-flight table before the control queue is told about this queue
+  if (q instanceof ScsiRequestQueue) q.runRecovered();
   // A completion signalled on the call fd this one replaces may be lost (QEMU's
   // vhost-user-scsi re-sends SET_VRING_CALL right after starting the rings and does not
   // carry pending interrupts over): one spurious interrupt is harmless, a lost one hangs
   // the guest's command. libvhost-user does the same on SET_VRING_CALL.
   if (spec.ring.callFd >= 0) eventfdSignal(spec.ring.callFd);
-  reply({ reactor: r.index });
+  reply({ reactor: r.index, recovered: q.recovered });
+});
+
+registerOp('scsi.coalescing', (_r: Reactor, a: { ctrlr: string; delayBaseUs: number; iopsThreshold: number }, reply) => {
+  for (const q of queues.values()) if (q.spec.ctrlr === a.ctrlr && q instanceof ScsiRequestQueue) q.vq.setCoalescing(a);
+  reply(null);
 });
 
 registerOp('scsi.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, reply) => {
@@ -115,9 +123,9 @@ registerOp('scsi.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, rep
     r.removePoller(q);
     const st = states.get(a.ctrlr);
     if (st) release(r, st);
-    reply({ lastAvail: q.lastAvail, counters: q.counters });
+    reply({ lastAvail: q.lastAvail, counters: q.counters, tmfs: q instanceof ScsiControlQueue ? q.tmfs : undefined });
   };
-  if (q.vq.broken !== null || q.inFlight === 0) { q.vq.flush(); done(); return; }
+  if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); if (q.vq.signalPending) q.vq.signalNow(); done(); return; }
   q.stopping = true;
   q.onDrained = done;
 });
@@ -154,7 +162,8 @@ registerOp('scsi.queueInfo', (_r: Reactor, a: { ctrlr: string }, reply) => {
   const out = [];
   for (const q of queues.values()) {
     if (q.spec.ctrlr === a.ctrlr) {
-      out.push({ qid: q.spec.qid, lastAvail: q.lastAvail, inflight: q.inFlight, notifications: q.vq.notifications, ...q.counters });
+      out.push({ qid: q.spec.qid, lastAvail: q.lastAvail, inflight: q.inFlight, notifications: q.vq.notifications,
+        recovered: q.recovered, resubmitted: q.resubmitted, ...q.counters });
     }
   }
   reply(out);

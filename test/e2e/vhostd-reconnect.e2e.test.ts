@@ -1,30 +1,24 @@
 // vhostd dies (SIGKILL) or is restarted (SIGTERM) while a guest writes with fio verify to
-// a file-backed disk; QEMU reconnects (reconnect=1), in-flight requests are re-run from the
-// inflight region, and the guest finishes with no I/O error and no verify error.
+// a file-backed disk behind a delay bdev (20-50 ms writes, so that requests are in flight
+// when vhostd dies); QEMU reconnects (reconnect=1), in-flight requests are re-run from
+// the inflight region, and the guest finishes with no I/O error and no verify error.
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureGuest, startGuest, vhostUserBlkArgs } from "./harness.js";
-import { guestScript, parseSteps, stepOutput, waitDevice, type Step } from "./lib/fio-jobs.js";
-import { blkConfig, startVhostd, type Vhostd } from "./vhostd.js";
-
-// a long-running write+verify job: 2 jobs, mixed sizes, verified as it goes and at the end
-function longVerify(dev: string): Step {
-  return {
-    name: "fio-verify-across-restart",
-    sh: `echo "@@FIO-STARTED@@"
-$FIO --name=w --filename=${dev} --rw=randwrite --bssplit=4k/50:16k/30:64k/20 --iodepth=16 --numjobs=2 \\
-  --size=24m --offset_increment=32m --verify=crc32c --do_verify=1 --verify_backlog=64 --time_based --runtime=14
-echo "@@FIO-DONE@@"`,
-  };
-}
+import { fioVerifyAcrossRestart, guestScript, parseSteps, stepOutput, waitDevice } from "./lib/fio-jobs.js";
+import { blkConfig, RESTART_DELAY, startVhostd, waitForWrites, type Vhostd } from "./vhostd.js";
+import { ok } from "../integration/daemon.js";
 
 describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd restart under guest I/O (inflight + reconnect)", () => {
   let dir = "";
   let d: Vhostd | undefined;
   const config = () => blkConfig(
-    [{ method: "bdev_uring_create", params: { name: "F0", filename: path.join(dir, "disk.img"), block_size: 512 } }],
-    [{ ctrlr: "blk0", dev_name: "F0" }],
+    [
+      { method: "bdev_uring_create", params: { name: "F0", filename: path.join(dir, "disk.img"), block_size: 512 } },
+      { method: "bdev_delay_create", params: { base_bdev_name: "F0", name: "D0", ...RESTART_DELAY } },
+    ],
+    [{ ctrlr: "blk0", dev_name: "D0" }],
   );
 
   beforeAll(async () => {
@@ -42,15 +36,17 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd restart under guest
 
   for (const sig of ["SIGKILL", "SIGTERM"] as const) {
     it(`guest fio verify passes across a ${sig} restart of vhostd`, async () => {
+      const t0 = Date.now();
       d = await startVhostd({ dir, config: config(), extraArgs: ["--log-level", "INFO"] });
-      const steps = [waitDevice("/dev/vda"), longVerify("/dev/vda")];
+      const steps = [waitDevice("/dev/vda"), fioVerifyAcrossRestart("/dev/vda")];
       const g = await startGuest({
         devices: vhostUserBlkArgs(path.join(dir, "blk0"), { numQueues: 2, reconnect: 1 }),
         script: guestScript(steps),
         timeoutMs: 120_000,
       });
       await g.waitFor(/@@FIO-STARTED@@/, 120_000);
-      await new Promise((r) => setTimeout(r, 3000));   // I/O in flight
+      // fio's writes are flowing (each held 20-50 ms by the delay bdev): some are in flight now
+      await waitForWrites(d, "D0", 100, 60_000);
       const log1 = d.log();
       expect(g.output()).not.toContain("@@FIO-DONE@@");   // the restart happens under I/O
       d.proc.kill(sig);
@@ -66,7 +62,12 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd restart under guest
       // QEMU came back to the new instance and the queues ran there
       expect(d.log()).toMatch(/front end connected/);
       expect(d.log()).toMatch(/queue 0 started/);
-      console.log(`[reconnect ${sig}] ` + (d.log().match(/re-running \d+ request\(s\)[^\n]*/g) ?? ["no request was in flight"]).join("; "));
+      const [c] = await ok(d.rpcSocket, "vhost_get_controllers", { name: "blk0" });
+      console.log(`[reconnect ${sig}] recovered_requests=${c.recovered_requests} ` +
+        (d.log().match(/re-running \d+ request\(s\)[^\n]*/g) ?? ["no request was in flight"]).join("; ") +
+        ` (${Math.round((Date.now() - t0) / 1000)} s)`);
+      // a SIGKILL leaves the delayed requests in flight: the new vhostd must have run them again
+      if (sig === "SIGKILL") expect(c.recovered_requests).toBeGreaterThan(0);
       await d.stop();
       d = undefined;
     }, 400_000);

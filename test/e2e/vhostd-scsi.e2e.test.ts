@@ -14,38 +14,7 @@ import { startVhostd, type Vhostd } from "./vhostd.js";
 import { ok } from "../integration/daemon.js";
 import { naaFromUuid } from "../../targets/scsi/scsi/index.js";
 import { DEFAULT_NAA_COMPANY_ID } from "../../targets/scsi/scsi/constants.js";
-
-/** -chardev/-device args for a vhost-user-scsi-pci controller. */
-function vhostUserScsiArgs(socket: string, numQueues: number, id = "vus0"): string[] {
-  return ["-chardev", `socket,id=${id}c,path=${socket}`, "-device", `vhost-user-scsi-pci,id=${id},chardev=${id}c,num_queues=${numQueues}`];
-}
-
-/** Shell helpers: the sd disk of a target (by its H:C:T:L name), and per-target identity lines. */
-const SCSI_PRELUDE = String.raw`
-sd_of() { # sd_of TARGET -> sdX (empty if none)
-  for d in /sys/block/sd*; do
-    [ -e "$d/device" ] || continue
-    case "$(basename "$(readlink -f "$d/device")")" in *:0:$1:0) basename "$d"; return 0;; esac
-  done
-  return 1
-}
-wait_target() { # wait_target TARGET SECONDS -> sets SD
-  n=0
-  while ! SD=$(sd_of $1) || [ ! -b /dev/$SD ]; do
-    n=$((n+1)); [ $n -gt $(($2*10)) ] && { echo "no disk for target $1 after $2 s"; ls /sys/block; return 1; }
-    sleep 0.1
-  done
-}
-ident() { # ident TARGET: KV lines for the target's disk
-  s=$(sd_of $1) || return 1
-  kv t$1_dev "$s"
-  kv t$1_size "$(cat /sys/block/$s/size)"
-  kv t$1_lbs "$(cat /sys/block/$s/queue/logical_block_size)"
-  kv t$1_vendor "$(cat /sys/block/$s/device/vendor | tr -d ' ')"
-  kv t$1_model "$(cat /sys/block/$s/device/model | sed 's/ *$//' | tr ' ' _)"
-  kv t$1_pg83 "$(od -An -v -tx1 /sys/block/$s/device/vpd_pg83 | tr -d ' \n')"
-}
-`;
+import { SCSI_PRELUDE, vhostUserScsiArgs } from "./lib/scsi.js";
 
 function identStep(t: number): Step {
   return { name: `ident-t${t}`, sh: `wait_target ${t} 60 || return 1\nident ${t}` };
@@ -148,7 +117,7 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd vhost-user-scsi wit
     for (const b of await ok(d.rpcSocket, "bdev_get_bdevs")) bdevs[b.name] = b;
     ctrls = await ok(d.rpcSocket, "vhost_get_controllers");
     g = await startGuest({
-      devices: vhostUserScsiArgs(path.join(dir, "scsi0"), 2),
+      devices: vhostUserScsiArgs(path.join(dir, "scsi0"), { numQueues: 2 }),
       script: guestScript(suite, PRELUDE + SCSI_PRELUDE),
       timeoutMs: 900_000,
     });

@@ -2,6 +2,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { REPO_ROOT, startDaemon, type DaemonHandle } from "./harness.js";
+import { ok } from "../integration/daemon.js";
 
 export interface VhostdOptions {
   dir: string;
@@ -38,4 +39,26 @@ export function blkConfig(bdevs: { method: string; params: Record<string, unknow
       { subsystem: "vhost_blk", config: ctrls.map((c) => ({ method: "vhost_create_blk_controller", params: c })) },
     ],
   };
+}
+
+/**
+ * Latencies (µs) of the delay bdev that restart tests put over their file bdev: a TCG guest
+ * submits slowly and a file completes in microseconds, so without it no request would be in
+ * flight when vhostd is killed.
+ */
+export const RESTART_DELAY = { avg_read_latency: 5000, p99_read_latency: 10_000, avg_write_latency: 20_000, p99_write_latency: 50_000 };
+
+/**
+ * Waits until a bdev has completed `ops` more writes than when called: the guest's I/O is
+ * flowing (a job that printed its start marker may still be setting up under TCG).
+ */
+export async function waitForWrites(d: Vhostd, bdev: string, ops: number, timeoutMs: number): Promise<number> {
+  const writes = async () => Number((await ok(d.rpcSocket, "bdev_get_iostat", { name: bdev })).bdevs[0].num_write_ops);
+  const start = await writes(), end = Date.now() + timeoutMs;
+  for (;;) {
+    const n = await writes();
+    if (n - start >= ops) return n;
+    if (Date.now() > end) throw new Error(`only ${n - start} writes reached bdev ${bdev} in ${timeoutMs} ms:\n${d.log()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }

@@ -8,6 +8,8 @@ import { existsSync, mkdirSync, copyFileSync, writeFileSync, rmSync } from 'node
 import { homedir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, rpc, ok, run, Daemon, VHOSTCTL, tmpDir } from './daemon.js';
+import { P, u64, VhostUserClient } from '../fuzz/vhost_client.js';
+import { inflightQueueBytes } from '../../src/virtio/inflight.js';
 
 const SRC = '/work/shared/tools/vhost-load';
 const BENCH = join(homedir(), '.cache/vhostd-bench/vhost-load');
@@ -119,6 +121,40 @@ describe('vhost-user-scsi RPC', () => {
     }
     await ok(d.sock, 'vhost_delete_controller', { ctrlr: 'later' }); // targets go with it, as in SPDK
     expect((await ok(d.sock, 'bdev_get_bdevs', { name: 'Malloc2' }))[0].claimed).toBe(false);
+  });
+
+  it('GET_INFLIGHT_FD: one region for the control, event and all 62 request queues; more are refused', async () => {
+    await ok(d.sock, 'vhost_create_scsi_controller', { ctrlr: 'ifl', cpumask: mask });
+    const c = new VhostUserClient(join(d.dir, 'ifl'));
+    try {
+      c.call(P.REQ.SET_OWNER);
+      const pf = c.callU64(P.REQ.GET_PROTOCOL_FEATURES);
+      const want = (1n << BigInt(P.PF.INFLIGHT_SHMFD)) | (1n << BigInt(P.PF.REPLY_ACK));
+      expect(pf & want).toBe(want);
+      c.call(P.REQ.SET_PROTOCOL_FEATURES, u64(want));
+      c.ack = true;
+      expect(c.callU64(P.REQ.GET_QUEUE_NUM)).toBe(64n);
+      const ask = (numQueues: number, queueSize: number) => {
+        const b = new Uint8Array(20), v = new DataView(b.buffer);
+        v.setUint16(16, numQueues, true); v.setUint16(18, queueSize, true);
+        c.send(P.REQ.GET_INFLIGHT_FD, b, { flags: P.FLAG_VERSION | P.FLAG_NEED_REPLY });
+        return c.expectReply(P.REQ.GET_INFLIGHT_FD);
+      };
+      // QEMU's vhost-user-scsi asks for 2 + num_queues queues of virtqueue_size entries
+      const r = ask(64, 128);
+      expect(r.payload.length).toBe(20);
+      const v = new DataView(r.payload.buffer);
+      expect(Number(v.getBigUint64(0, true))).toBe(64 * inflightQueueBytes(128));
+      expect([v.getUint16(16, true), v.getUint16(18, true)]).toEqual([64, 128]);
+      const bad = ask(65, 128);
+      expect(bad.payload.length).toBe(8);            // a refusing ack, not a region
+      expect(new DataView(bad.payload.buffer).getBigUint64(0, true)).not.toBe(0n);
+    } finally {
+      c.close();
+    }
+    for (let i = 0; i < 100 && !/inflight region asked for 65/.test(d.stderr()); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(d.stderr()).toMatch(/inflight region asked for 65 queues, but this controller has 1 to 64/);
+    await ok(d.sock, 'vhost_delete_controller', { ctrlr: 'ifl' });
   });
 
   it('vhostctl speaks rpc.py\'s argument names', async () => {

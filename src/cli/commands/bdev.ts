@@ -44,6 +44,21 @@ export const bdevCommands: CommandSpec[] = [
     { name: 'name', required: true, help: 'null bdev name' },
     { name: 'new_size', type: 'int', required: true, help: 'new size in MiB' },
   ] },
+  { name: 'bdev_delay_create', help: 'Add a delay bdev on existing bdev', args: [
+    { name: 'base_bdev_name', flags: ['-b', '--base-bdev-name'], required: true, help: 'base bdev name' },
+    { name: 'name', flags: ['-d', '--name'], required: true, help: 'name of the delay bdev' },
+    { name: 'avg_read_latency', flags: ['-r', '--avg-read-latency'], type: 'int', required: true, help: 'average read latency (us)' },
+    { name: 'p99_read_latency', flags: ['-t', '--nine-nine-read-latency'], type: 'int', required: true, help: 'p99 read latency (us)' },
+    { name: 'avg_write_latency', flags: ['-w', '--avg-write-latency'], type: 'int', required: true, help: 'average write latency (us)' },
+    { name: 'p99_write_latency', flags: ['-n', '--nine-nine-write-latency'], type: 'int', required: true, help: 'p99 write latency (us)' },
+    { name: 'uuid', flags: ['-u', '--uuid'], help: 'UUID of the bdev (optional)' },
+  ] },
+  { name: 'bdev_delay_delete', help: 'Delete a delay bdev', args: [{ name: 'name', required: true, help: 'delay bdev name' }] },
+  { name: 'bdev_delay_update_latency', help: 'Update one of the latency values for a given delay bdev', args: [
+    { name: 'delay_bdev_name', required: true, help: 'name of the delay bdev' },
+    { name: 'latency_type', required: true, choices: ['avg_read', 'p99_read', 'avg_write', 'p99_write'], help: 'latency to update' },
+    { name: 'latency_us', type: 'int', required: true, help: 'new latency value (us)' },
+  ] },
   { name: 'bdev_get_bdevs', help: 'Display current blockdev list or required blockdev', args: [
     { name: 'name', flags: ['-b', '--name'], help: 'name of the blockdev (optional)' },
     { name: 'timeout', flags: ['-t', '--timeout'], type: 'int', help: 'ms to wait for the bdev to appear' },

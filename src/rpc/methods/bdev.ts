@@ -7,6 +7,7 @@ import { resetStats } from '../../../bdev/stats.js';
 import { BdevError } from '../../../bdev/registry.js';
 import { MethodRegistry } from '../registry.js';
 import { registerBdevFileMethods } from './bdev_file.js';
+import { registerBdevDelayMethods } from './bdev_delay.js';
 import { RpcCode, RpcError, invalidParams } from '../errors.js';
 import { Params } from '../params.js';
 import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev-info.js';
@@ -81,6 +82,7 @@ const resetModes = ['all', 'maxmin', 'none'] as const;
 
 export function registerBdevMethods(reg: MethodRegistry): void {
   registerBdevFileMethods(reg);
+  registerBdevDelayMethods(reg);
   const mallocSchema = {
     name: { type: 'string', desc: 'bdev name; default Malloc<N>' },
     ...geometry,

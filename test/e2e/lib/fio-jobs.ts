@@ -203,3 +203,17 @@ function toBytesExpr(v: string): string {
   const mul = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"];
   return String(Number(m[1]) * mul);
 }
+
+/**
+ * A long-running write+verify job for restart tests: prints @@FIO-STARTED@@, then 2 jobs of
+ * mixed sizes, verified as they go (verify_backlog) and at the end, for `runtime` seconds.
+ */
+export function fioVerifyAcrossRestart(dev: string, runtime = 14): Step {
+  return {
+    name: "fio-verify-across-restart",
+    sh: `echo "@@FIO-STARTED@@"
+$FIO --name=w --filename=${dev} --rw=randwrite --bssplit=4k/50:16k/30:64k/20 --iodepth=16 --numjobs=2 \\
+  --size=24m --offset_increment=32m --verify=crc32c --do_verify=1 --verify_backlog=64 --time_based --runtime=${runtime}
+echo "@@FIO-DONE@@"`,
+  };
+}
