@@ -175,7 +175,7 @@ export class VhostManager {
     if (e.kind === 'blk') { e.unwatch(); this.bdevs.release(e.ctrl.bdev.name, owner); return; }
     for (let i = 0; i < e.ctrl.slots.length; i++) {
       const s = e.ctrl.slots[i];
-      if (s) { this.bdevs.release(s.bdev.name, owner); e.ctrl.slots[i] = null; }
+      if (s) { s.unwatch(); this.bdevs.release(s.bdev.name, owner); e.ctrl.slots[i] = null; }
     }
   }
 

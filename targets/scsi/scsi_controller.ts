@@ -25,6 +25,8 @@ export interface ScsiTargetSlot {
   gen: number;
   /** 'removing' while the reactors finish the target's commands. */
   state: 'present' | 'removing';
+  /** Stops following the bdev's size. */
+  unwatch: () => void;
 }
 
 export class ScsiController implements VhostTarget {
@@ -167,14 +169,16 @@ export class ScsiController implements VhostTarget {
 
   /** Puts a bdev at target `num` (checked and claimed by the caller) and tells a running guest. */
   async addTarget(num: number, bdev: Bdev): Promise<void> {
-    const slot: ScsiTargetSlot = { bdev, gen: this.nextGen++, state: 'present' };
+    const slot: ScsiTargetSlot = { bdev, gen: this.nextGen++, state: 'present', unwatch: () => {} };
     this.slots[num] = slot;
+    slot.unwatch = bdev.onResize((b, old) => { void this.resized(num, slot, old); });
     const spec = this.targetSpec(num, slot);
     const rs = this.activeReactors();
     try {
       await Promise.all(rs.map((r) => this.pool.call(r, 'scsi.addTarget', { ctrlr: this.ctrlr, target: spec })));
     } catch (e) {
       this.slots[num] = null;
+      slot.unwatch();
       await Promise.allSettled(rs.map((r) => this.pool.call(r, 'scsi.removeTarget', { ctrlr: this.ctrlr, target: num, gen: slot.gen })));
       throw e;
     }
@@ -186,6 +190,7 @@ export class ScsiController implements VhostTarget {
     const slot = this.slots[num];
     if (!slot) throw new Error(`target ${num} is empty`);
     slot.state = 'removing';
+    slot.unwatch();
     const rs = this.activeReactors();
     try {
       await Promise.all(rs.map((r) => this.pool.call(r, 'scsi.removeTarget', { ctrlr: this.ctrlr, target: num, gen: slot.gen })));
@@ -196,16 +201,28 @@ export class ScsiController implements VhostTarget {
     return slot.bdev;
   }
 
-  private async sendEvent(target: number, reason: number): Promise<void> {
-    if (!this.hotplug) {
+  /** The bdev of a target changed size: the guest is told (PARAM_CHANGE, CAPACITY DATA HAS CHANGED) and rescans it. */
+  private async resized(num: number, slot: ScsiTargetSlot, old: number): Promise<void> {
+    if (this.slots[num] !== slot) return;
+    const what = `${this.ctrlr}: SCSI target ${num} (bdev ${slot.bdev.name}) resized from ${old} to ${slot.bdev.numBlocks} blocks`;
+    if (this.activeReactors().length === 0) { log.notice(`${what}; no guest is attached`); return; }
+    if ((this.negotiated & bit(V.VIRTIO_SCSI_F_CHANGE)) === 0n) {
+      log.notice(`${what}; the driver did not negotiate VIRTIO_SCSI_F_CHANGE: rescan the disk in the guest to see it`);
+      return;
+    }
+    log.notice(`${what}; the guest was told`);
+    await this.sendEvent(num, V.PARAM_CAPACITY_CHANGED, V.VIRTIO_SCSI_T_PARAM_CHANGE);
+  }
+
+  private async sendEvent(target: number, reason: number, event: number = V.VIRTIO_SCSI_T_TRANSPORT_RESET): Promise<void> {
+    if (event === V.VIRTIO_SCSI_T_TRANSPORT_RESET && !this.hotplug) {
       log.notice(`${this.ctrlr}: the driver did not negotiate hotplug: rescan the SCSI host in the guest to see target ${target} change`);
       return;
     }
     let sent = false;
     if (this.eventRunning) {
       try {
-        sent = await this.pool.call<boolean>(this.reactorFor(V.EVENTQ), 'scsi.event',
-          { ctrlr: this.ctrlr, event: V.VIRTIO_SCSI_T_TRANSPORT_RESET, target, reason });
+        sent = await this.pool.call<boolean>(this.reactorFor(V.EVENTQ), 'scsi.event', { ctrlr: this.ctrlr, event, target, reason });
       } catch { sent = false; }
     }
     if (!sent) this.eventMissed = true;

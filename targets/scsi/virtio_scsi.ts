@@ -69,6 +69,8 @@ export const VIRTIO_SCSI_T_NO_EVENT = 0;
 export const VIRTIO_SCSI_T_TRANSPORT_RESET = 1;
 export const VIRTIO_SCSI_T_ASYNC_NOTIFY = 2;
 export const VIRTIO_SCSI_T_PARAM_CHANGE = 3;
+/** PARAM_CHANGE reason: ASC 2Ah / ASCQ 09h, CAPACITY DATA HAS CHANGED (ASC in the low byte). */
+export const PARAM_CAPACITY_CHANGED = 0x2a | (0x09 << 8);
 export const VIRTIO_SCSI_T_EVENTS_MISSED = 0x80000000;
 
 export const VIRTIO_SCSI_EVT_RESET_HARD = 0;

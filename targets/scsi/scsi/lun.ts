@@ -77,7 +77,6 @@ export class ScsiLun {
   removed = false;
 
   readonly blockSize: number;
-  readonly numBlocks: number;
   readonly readOnly: boolean;
   readonly supportsUnmap: boolean;
   readonly supportsWriteZeroes: boolean;
@@ -104,7 +103,6 @@ export class ScsiLun {
     this.info = info;
     this.channel = channel;
     this.blockSize = info.blockSize;
-    this.numBlocks = info.numBlocks;
     this.readOnly = info.readOnly === true;
     this.supportsUnmap = info.supportsUnmap;
     this.supportsWriteZeroes = info.supportsWriteZeroes;
@@ -120,6 +118,9 @@ export class ScsiLun {
     this.product = ascii(info.productName, 16);
     this.revision = ascii(PRODUCT_REVISION, 4);
   }
+
+  /** Current size in blocks: follows the bdev when it is resized. */
+  get numBlocks(): number { return this.channel !== null ? this.channel.numBlocks : this.info.numBlocks; }
 
   /** Marks the LUN gone: later commands get LOGICAL UNIT NOT SUPPORTED (in-flight ones finish). */
   remove(): void { this.removed = true; }

@@ -411,9 +411,10 @@ describe('SplitQueue notifications', () => {
     const before = q.notifications;
     const n1 = burst(25);
     const sent = q.notifications - before;
-    expect(n1).toBeGreaterThan(1000);
+    // at most one interrupt per 10 ms (plus one at a window edge), against hundreds of flushes
+    expect(n1).toBeGreaterThan(100);
     expect(sent).toBeGreaterThanOrEqual(1);
-    expect(sent).toBeLessThanOrEqual(4);
+    expect(sent).toBeLessThanOrEqual(5);
     expect(eventfdCount(callFd)).toBe(sent);
     // completions since the last interrupt are owed: signalNow (the reactor calls it before sleeping) sends them
     q.pushUsed(1, 1); q.flush();
