@@ -1,6 +1,6 @@
 // Identify data structures (NVMe 1.4 figures 247, 249, 251): controller, namespace,
 // active namespace list and namespace identification descriptors; plus log pages.
-import { ACL, LOG_ERROR_ENTRIES, MAX_IO_QUEUES, MAX_NS, MDTS, MQES, NVME_VERSION, SGLS } from './nvme_defs.js';
+import { ACL, LOG_ERROR_ENTRIES, MAX_IO_QUEUES, MAX_NS, MDTS, MQES, NVME_VERSION, OAES_NS_ATTR, SGLS } from './nvme_defs.js';
 
 export const PCI_VENDOR_ID = 0x4e58;
 export const PCI_DEVICE_ID = 0x0001;
@@ -47,7 +47,7 @@ export function identifyController(c: CtrlrIdentity): Uint8Array {
   b[77] = MDTS;
   dv.setUint16(78, c.cntlid, true);
   dv.setUint32(80, NVME_VERSION, true);
-  dv.setUint32(92, 0, true); // OAES
+  dv.setUint32(92, OAES_NS_ATTR, true); // OAES: Namespace Attribute Notices (a namespace that grows)
   b[111] = 1;                // CNTRLTYPE: I/O controller
   dv.setUint16(256, c.dbbuf ? 1 << 8 : 0, true); // OACS
   b[258] = ACL;              // ACL (0-based)
@@ -92,6 +92,20 @@ export function identifyNamespace(ns: NsIdentity | undefined): Uint8Array {
   dv.setUint32(128, (lbads & 0xff) << 16, true); // LBAF0: MS 0, LBADS, RP 0
   return b;
 }
+
+/**
+ * NVM Command Set specific Identify Controller (CNS 06h, CSI 00h): VSL, WZSL, WUSL, DMRL,
+ * DMRSL and DMSL all 0, i.e. no limits beyond MDTS (Write Zeroes) and the 256 ranges of a
+ * Dataset Management command. Linux asks for it at boot of any controller with VS >= 1.2.
+ */
+export function identifyControllerNvm(): Uint8Array { return new Uint8Array(4096); }
+
+/**
+ * NVM Command Set specific Identify Namespace (CNS 05h, CSI 00h): Logical Block Storage Tag
+ * Mask, Protection Information Capabilities and the Extended LBA Formats are all 0 (no
+ * protection information, no metadata, no storage tags), for an active namespace or not.
+ */
+export function identifyNamespaceNvm(): Uint8Array { return new Uint8Array(4096); }
 
 export function activeNsList(nsids: number[], after: number): Uint8Array {
   const b = new Uint8Array(4096), dv = new DataView(b.buffer);

@@ -24,6 +24,7 @@ import * as D from './nvme_defs.js';
 import { walkPrp, copySegs } from './prp.js';
 import { BitBucket, walkSgl } from './sgl.js';
 import * as Id from './identify.js';
+import { ChangedNsList } from './changed_ns.js';
 
 export interface NvmeNsSpec { nsid: number; bdev: BdevChannelSpec; uuid: string }
 
@@ -66,8 +67,12 @@ export const ERROR_LOG_BYTES = D.LOG_ERROR_ENTRIES * D.ERROR_ENTRY;
 /** Segments per command: one per page of the largest transfer, plus one for a misaligned start. */
 export const SEGS_PER_CMD = (D.MAX_XFER / D.PAGE) + 1;
 
-interface Ns { nsid: number; ch: BdevChannel; bs: number; nblocks: number; uuid: Uint8Array; spec: NvmeNsSpec;
+/** `nblocks` is the bdev's current size (the channel's shared cell): a resize reaches I/O checks and Identify at once. */
+interface Ns { nsid: number; ch: BdevChannel; bs: number; readonly nblocks: number; uuid: Uint8Array; spec: NvmeNsSpec;
   flush: boolean; unmap: boolean; wz: boolean }
+
+/** What became of a Namespace Attribute Changed notice (nsResized). */
+export type NsNotice = 'queued' | 'masked' | 'disabled' | 'no-namespace';
 
 class Cq {
   u8: Uint8Array = new Uint8Array(0);
@@ -131,7 +136,7 @@ const K_PLAIN = 0, K_ABORT = 1;
 
 /** Parameter Error Location (Error Information log): byte | bit << 8 of the command field in error. */
 const LOC_NONE = 0xffff, LOC_OPC = 0, LOC_FUSE = 1, LOC_PSDT = 1 | (6 << 8), LOC_NSID = 4, LOC_DPTR = 24,
-  LOC_CDW10 = 40, LOC_CDW12 = 48;
+  LOC_CDW10 = 40, LOC_CSI = 47, LOC_CDW12 = 48;
 
 /** Device-private memory: the bit bucket, then one bounce buffer per concurrent Compare. */
 const PRIV_BYTES = D.MAX_XFER * (1 + D.COMPARE_BUFFERS);
@@ -152,7 +157,15 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
   private shadow: Uint32Array | null = null;
   private eventIdx: Uint32Array | null = null;
   private readonly aers: number[] = [];
+  /** Asynchronous events not yet reported (no AER was outstanding): completion DW0 values. */
   private readonly events: number[] = [];
+  /**
+   * Log pages whose event was reported (or is queued) and not cleared yet: the event type is
+   * masked until the host reads that log page with RAE cleared (NVMe 1.4 section 5.2).
+   */
+  private readonly aenMasked = new Set<number>();
+  /** Changed Namespace List log page (LID 04h). */
+  private readonly changedNs = new ChangedNsList();
   private readonly features = new Map<number, number>();
   private readonly admSegs = new SegmentTable(SEGS_PER_CMD);
   private inflight = 0;
@@ -230,8 +243,21 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
 
   addNs(n: NvmeNsSpec, open: (s: BdevChannelSpec) => BdevChannel): void {
     const ch = open(n.bdev);
-    this.ns.set(n.nsid, { nsid: n.nsid, ch, bs: n.bdev.blockSize, nblocks: n.bdev.numBlocks, uuid: Id.uuidBytes(n.uuid), spec: n,
+    this.ns.set(n.nsid, { nsid: n.nsid, ch, bs: n.bdev.blockSize, get nblocks() { return ch.numBlocks; }, uuid: Id.uuidBytes(n.uuid), spec: n,
       flush: true, unmap: true, wz: true });
+  }
+
+  /**
+   * The bdev behind namespace `nsid` changed size (the channel sees the new size already):
+   * the namespace goes into the Changed Namespace List log, and a Namespace Attribute Changed
+   * notice is queued if the host enabled them (Asynchronous Event Configuration bit 8) and the
+   * notice type is not masked by an earlier one the host has not cleared yet. poll() reports it.
+   */
+  nsResized(nsid: number): NsNotice {
+    if (!this.ns.has(nsid)) return 'no-namespace';
+    this.changedNs.add(nsid);
+    if (!(this.features.get(D.FEAT.ASYNC_EVENT)! & D.AEC_NS_ATTR)) return 'disabled';
+    return this.asyncEvent(D.AER_TYPE_NOTICE, D.AER_INFO_NS_ATTR_CHANGED, D.LOG.CHANGED_NS) ? 'queued' : 'masked';
   }
 
   namespaces(): Ns[] { return [...this.ns.values()]; }
@@ -288,6 +314,8 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
     if (this.unmapped) return true;
     // a doorbell page the client maps is written without a trap: nothing could wake us
     if (this.spec.mappableDoorbells) return false;
+    // an asynchronous event to report (queued by a control operation)
+    if (this.events.length && this.aers.length) return false;
     for (const cq of this.cqs) if (cq && cq.overflow.length) return false;
     // fetched up to the tail but stopped for a free slot or bounce buffer that is free now
     for (const sq of this.sqs) if (sq && !sq.deleting && sq.head !== sq.tail && this.canFetch(sq)) return false;
@@ -362,6 +390,7 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
         if (q === 0) this.admin(sq, off); else this.io(sq, off);
       }
     }
+    if (this.events.length && this.aers.length && !this.stopping) work += this.deliverEvents();
     for (let c = 0; c < this.cqs.length; c++) {
       const cq = this.cqs[c];
       if (cq === null) continue;
@@ -660,16 +689,26 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
 
   // ------------------------------------------------------------------ admin commands
 
-  private asyncEvent(type: number, info: number, log: number): void {
+  /**
+   * Queues an asynchronous event (reported by the next poll round with an outstanding AER),
+   * unless an event for the same log page is still uncleared: then it is masked (false).
+   */
+  private asyncEvent(type: number, info: number, log: number): boolean {
+    if (this.aenMasked.has(log)) return false;
+    this.aenMasked.add(log);
     this.events.push(type | (info << 8) | (log << 16));
-    this.deliverEvents();
+    return true;
   }
 
-  private deliverEvents(): void {
+  private deliverEvents(): number {
     const asq = this.sqs[0]!;
+    let n = 0;
     while (this.aers.length && this.events.length) {
+      this.eLoc = LOC_NONE;
       this.post(asq.cq, asq, this.aers.shift()!, 0, this.events.shift()!);
+      n++;
     }
+    return n;
   }
 
   /** Writes `data` to the command's PRPs; returns a status. */
@@ -708,7 +747,13 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
           else data = Id.activeNsList([...this.ns.keys()], nsid);
         } else if (cns === 0x03) {
           if (!ns) status = D.SC.INVALID_NS | D.SC.DNR; else data = Id.nsDescriptors(nsId(ns));
-        } else status = D.SC.INVALID_FIELD | D.SC.DNR;
+        } else if (cns === D.CNS.CTRLR_CSI || cns === D.CNS.NS_CSI) {
+          // I/O Command Set specific structures: for the NVM command set only (CSI, CDW11 bits 31:24)
+          if ((cdw11 >>> 24) !== D.CSI_NVM) { this.eLoc = LOC_CSI; status = D.SC.INVALID_FIELD | D.SC.DNR; }
+          else if (cns === D.CNS.CTRLR_CSI) data = Id.identifyControllerNvm();
+          else if (nsid === 0 || (nsid > D.MAX_NS && nsid !== 0xffffffff)) status = D.SC.INVALID_NS | D.SC.DNR;
+          else data = Id.identifyNamespaceNvm();
+        } else { this.eLoc = LOC_CDW10; status = D.SC.INVALID_FIELD | D.SC.DNR; }
         if (data) status = this.toHost(prp1, prp2, data);
         done(); return;
       }
@@ -783,6 +828,7 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
             readCmds: this.cnt[C_READS], writeCmds: this.cnt[C_WRITES], powerOnHours: (performance.now() - this.started) / 3.6e6,
             errorLogEntries: this.cnt[C_ERRORS] });
         } else if (lid === D.LOG.FW_SLOT) page = Id.firmwareSlotLog(this.spec.identity.firmware);
+        else if (lid === D.LOG.CHANGED_NS) page = this.changedNs.page();
         if (!page) { status = D.SC.INVALID_LOG_PAGE | D.SC.DNR; done(); return; }
         if (offset % 4 !== 0 || offset >= page.length) { status = D.SC.INVALID_FIELD | D.SC.DNR; done(); return; }
         const len = numd * 4;
@@ -790,6 +836,12 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
         const out = new Uint8Array(len);
         out.set(page.subarray(offset, Math.min(page.length, offset + len)));
         status = this.toHost(prp1, prp2, out);
+        if (status === 0) {
+          // the Changed Namespace List is cleared by every read (as SPDK does); the event of a
+          // log page is cleared, and its type unmasked, unless the host asked to retain it
+          if (lid === D.LOG.CHANGED_NS) this.changedNs.clear();
+          if (!(cdw10 & D.LOG_RAE)) this.aenMasked.delete(lid);
+        }
         done(); return;
       }
       case D.ADM.GET_FEATURES: case D.ADM.SET_FEATURES: {
@@ -910,6 +962,14 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
       fatal: this.fatal,
       features: Object.fromEntries(this.features),
       compares_in_progress: D.COMPARE_BUFFERS - this.cmpFree.length,
+      namespaces: [...this.ns.values()].map((n) => ({ nsid: n.nsid, blocks: n.nblocks, block_size: n.bs })),
+      async_events: {
+        config: this.features.get(D.FEAT.ASYNC_EVENT),
+        outstanding_requests: this.aers.length,
+        pending: this.events.length,
+        masked_log_pages: [...this.aenMasked].sort((a, b) => a - b),
+        changed_ns_list: this.changedNs.list(),
+      },
     };
   }
 }

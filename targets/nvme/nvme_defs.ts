@@ -32,7 +32,18 @@ export const FEAT = {
 } as const;
 
 // ---- log pages
-export const LOG = { ERROR: 0x01, SMART: 0x02, FW_SLOT: 0x03 } as const;
+export const LOG = { ERROR: 0x01, SMART: 0x02, FW_SLOT: 0x03, CHANGED_NS: 0x04 } as const;
+/** Get Log Page CDW10 bit 15: Retain Asynchronous Event (the event stays uncleared, its type masked). */
+export const LOG_RAE = 1 << 15;
+
+// ---- Identify CNS values
+export const CNS = {
+  NS: 0x00, CTRLR: 0x01, ACTIVE_NS_LIST: 0x02, NS_DESCRIPTORS: 0x03,
+  /** I/O Command Set specific Identify Namespace / Controller (CSI in CDW11 bits 31:24; TP 4056, NVMe 2.0). */
+  NS_CSI: 0x05, CTRLR_CSI: 0x06,
+} as const;
+/** Command Set Identifier of the NVM command set (the only one CAP.CSS offers). */
+export const CSI_NVM = 0;
 
 // ---- status: (SCT << 8) | SC
 export const SCT_GENERIC = 0, SCT_CMD = 1, SCT_MEDIA = 2;
@@ -83,6 +94,11 @@ export const SC_MASK = 0x7ff;
 // ---- async events
 export const AER_TYPE_ERROR = 0, AER_TYPE_SMART = 1, AER_TYPE_NOTICE = 2;
 export const AER_INFO_INVALID_DB_REG = 0x00, AER_INFO_INVALID_DB_VALUE = 0x01;
+/** Notice: Namespace Attribute Changed (its log page: Changed Namespace List). */
+export const AER_INFO_NS_ATTR_CHANGED = 0x00;
+/** Asynchronous Event Configuration (feature 0Bh) bit 8 and Identify Controller OAES bit 8: Namespace Attribute Notices. */
+export const AEC_NS_ATTR = 1 << 8;
+export const OAES_NS_ATTR = 1 << 8;
 
 // ---- Error Information log (LID 01h): a ring of the most recent entries, 64 bytes each
 export const LOG_ERROR_ENTRIES = 64;   // Identify Controller ELPE = this - 1

@@ -15,7 +15,7 @@ import { CtrlrIdentity } from './identify.js';
 import {
   C_COUNT, C_TRAPPED_DB, C_IO_CMDS, C_ADMIN_CMDS, C_IRQS, C_SHADOW, C_ERRORS, C_BAD_DB, C_SGL_CMDS, C_SGL_LIST_CMDS,
   C_COMPARES, C_COMPARE_FAILS, C_ABORT_CMDS, C_ABORTED, C_READS, C_WRITES, C_READ_BYTES, C_WRITE_BYTES, ERROR_LOG_BYTES,
-  NvmeCtrlrSpec, NvmeNsSpec,
+  NvmeCtrlrSpec, NvmeNsSpec, NsNotice,
 } from './nvme_ctrlr.js';
 import { logger } from '../../src/log.js';
 
@@ -260,6 +260,17 @@ export class NvmeDevice implements VfioUserDevice {
 
   async addNamespace(n: NvmeNamespace): Promise<void> {
     if (this.enabled) await this.pool.call(this.reactor, 'nvme.addNs', { ctrlr: this.name, ns: nsSpec(n) });
+  }
+
+  /**
+   * Namespace `nsid`'s bdev changed size. An enabled controller serves the new size at once
+   * (its channel shares the size cell) and tells the host with a Namespace Attribute Changed
+   * notice; a disabled one has nothing to tell (the host identifies the namespace when it
+   * enables the controller).
+   */
+  async namespaceResized(nsid: number): Promise<NsNotice | 'not-enabled'> {
+    if (!this.enabled) return 'not-enabled';
+    return this.pool.call<NsNotice | 'not-enabled'>(this.reactor, 'nvme.nsResized', { ctrlr: this.name, nsid });
   }
 
   get isEnabled(): boolean { return this.enabled; }

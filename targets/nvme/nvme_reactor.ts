@@ -1,7 +1,7 @@
 // Reactor-side control operations of emulated NVMe controllers (vfio-user).
 import { registerOp, Reactor } from '../../src/reactor/reactor.js';
 import { MemRegionSpec } from '../../src/memory/guest_memory.js';
-import { NvmeCtrlr, NvmeCtrlrSpec, NvmeNsSpec } from './nvme_ctrlr.js';
+import { NvmeCtrlr, NvmeCtrlrSpec, NvmeNsSpec, NsNotice } from './nvme_ctrlr.js';
 
 const ctrlrs = new Map<string, NvmeCtrlr>();
 
@@ -61,6 +61,12 @@ registerOp('nvme.addNs', (r: Reactor, a: { ctrlr: string; ns: NvmeNsSpec }, repl
   const c = get(a.ctrlr);
   if (c) c.addNs(a.ns, (s) => r.openChannel(s));
   reply(null);
+});
+
+/** A namespace's bdev changed size: Changed Namespace List entry and Namespace Attribute Changed notice. */
+registerOp('nvme.nsResized', (_r: Reactor, a: { ctrlr: string; nsid: number }, reply) => {
+  const c = get(a.ctrlr);
+  reply((c ? c.nsResized(a.nsid) : 'not-enabled') satisfies NsNotice | 'not-enabled');
 });
 
 registerOp('nvme.info', (_r: Reactor, a: { ctrlr: string }, reply) => {

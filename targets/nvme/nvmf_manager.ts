@@ -7,9 +7,10 @@ import { FdLoop } from '../../src/vhost/fd_loop.js';
 import { VfioUserServer } from '../../src/vfio_user/server.js';
 import { ReactorPool } from '../../src/reactor/pool.js';
 import { BdevRegistry } from '../../bdev/registry.js';
-import { ConfigCall } from '../../bdev/bdev.js';
+import { Bdev, ConfigCall } from '../../bdev/bdev.js';
 import { NvmeDevice, NvmeNamespace } from './nvme_device.js';
 import { MAX_NS } from './nvme_defs.js';
+import type { NsNotice } from './nvme_ctrlr.js';
 import { logger } from '../../src/log.js';
 
 const log = logger('nvmf');
@@ -34,7 +35,18 @@ interface Subsystem {
   maxNamespaces: number;
   namespaces: NvmeNamespace[];
   listeners: Listener[];
+  /** Unsubscribes from each namespace's bdev resize notifications, by nsid. */
+  unwatch: Map<number, () => void>;
 }
+
+/** What a controller did with a namespace resize (for the log). */
+const NOTICE_TEXT: Record<NsNotice | 'not-enabled', string> = {
+  'queued': 'Namespace Attribute Changed event queued for the host',
+  'masked': 'added to the Changed Namespace List; no new event (the host has not read the list since the last one)',
+  'disabled': 'added to the Changed Namespace List; no event (the host has not enabled Namespace Attribute notices)',
+  'no-namespace': 'the controller does not serve this namespace',
+  'not-enabled': 'controller not enabled (the host sees the new size when it identifies the namespace)',
+};
 
 const DEFAULT_SN = '00000000000000000000';
 const DEFAULT_MN = 'vhostd NVMe controller';
@@ -68,7 +80,7 @@ export class NvmfManager {
     if (!/^[\x20-\x7e]{1,20}$/.test(sn)) throw new NvmfError('invalid', `serial_number '${sn}' must be 1-20 printable ASCII characters`);
     if (!/^[\x20-\x7e]{1,40}$/.test(mn)) throw new NvmfError('invalid', `model_number '${mn}' must be 1-40 printable ASCII characters`);
     this.subsystems.set(p.nqn, { nqn: p.nqn, serial: sn, model: mn, allowAnyHost: p.allow_any_host ?? false,
-      maxNamespaces: Math.min(p.max_namespaces || MAX_NS, MAX_NS), namespaces: [], listeners: [] });
+      maxNamespaces: Math.min(p.max_namespaces || MAX_NS, MAX_NS), namespaces: [], listeners: [], unwatch: new Map() });
     log.notice(`subsystem ${p.nqn} created`);
   }
 
@@ -96,9 +108,22 @@ export class NvmfManager {
     }
     const entry = { nsid, bdev };
     s.namespaces.push(entry);
+    s.unwatch.set(nsid, bdev.onResize((b, old) => this.nsResized(s, nsid, b, old)));
     for (const l of s.listeners) await l.device.addNamespace(entry);
     log.notice(`subsystem ${nqn}: namespace ${nsid} serves bdev ${bdev.name}`);
     return nsid;
+  }
+
+  /** A namespace's bdev changed size: every controller of the subsystem tells its host (as SPDK's nvmf_ns_resize). */
+  private nsResized(s: Subsystem, nsid: number, b: Bdev, old: number): void {
+    if (this.subsystems.get(s.nqn) !== s) return;
+    const what = `subsystem ${s.nqn}: namespace ${nsid} (bdev ${b.name}) resized from ${old} to ${b.numBlocks} blocks`;
+    if (s.listeners.length === 0) { log.notice(`${what} (no listener)`); return; }
+    for (const l of s.listeners) {
+      l.device.namespaceResized(nsid).then(
+        (r) => log.notice(`${what}; controller ${l.path}: ${NOTICE_TEXT[r]}`),
+        (e) => log.warn(`${what}; controller ${l.path} could not be told: ${(e as Error).message}`));
+    }
   }
 
   addListener(nqn: string, a: { trtype: string; traddr: string; trsvcid?: string; adrfam?: string }): void {
@@ -132,6 +157,8 @@ export class NvmfManager {
   async deleteSubsystem(nqn: string): Promise<void> {
     const s = this.get(nqn);
     this.subsystems.delete(nqn);
+    for (const f of s.unwatch.values()) f();
+    s.unwatch.clear();
     for (const l of s.listeners) { await l.server.close(); await l.device.destroy(); }
     for (const n of s.namespaces) this.bdevs.release(n.bdev.name, `nvmf subsystem ${nqn}`);
     log.notice(`subsystem ${nqn} deleted`);

@@ -3,6 +3,7 @@
 // answered with NVMe status codes.
 import { afterEach, describe, expect, it } from 'vitest';
 import { NvmeCtrlr, NvmeCtrlrSpec, C_COUNT, C_BAD_DB, ERROR_LOG_BYTES } from '../../../targets/nvme/nvme_ctrlr.js';
+import { ChangedNsList, CHANGED_NS_MAX } from '../../../targets/nvme/changed_ns.js';
 import { BdevIo } from '../../../bdev/bdev_io.js';
 import * as D from '../../../targets/nvme/nvme_defs.js';
 import { MallocChannel } from '../../../bdev/malloc/malloc_channel.js';
@@ -25,19 +26,24 @@ class HoldChannel extends MallocChannel {
   release(): void { this.hold = false; for (const io of this.held.splice(0)) super.submitIo(io); }
 }
 
-function setup(o: { shadow?: boolean; blocks?: number } = {}) {
+/** `diskBlocks`: the RAM disk behind the namespace (room to grow it with resize()). */
+function setup(o: { shadow?: boolean; blocks?: number; diskBlocks?: number } = {}) {
   const g = new FakeGuest([{ gpa: R, size: 4 * MiB }]);
   cleanup.push(() => g.destroy());
   const dbAddr = libc.mmap(PAGE);
   cleanup.push(() => libc.munmap(dbAddr, PAGE));
   const db = new Uint32Array(libc.view(dbAddr, PAGE));
-  const blocks = o.blocks ?? 2048, bytes = blocks * 512;
+  const blocks = o.blocks ?? 2048, bytes = (o.diskBlocks ?? blocks) * 512;
+  const size = new Float64Array(new SharedArrayBuffer(8));
+  size[0] = blocks;
   const fd = libc.memfdCreate('nvme-test-disk', bytes);
   const addr = libc.mmap(bytes, fd);
   cleanup.push(() => { libc.munmap(addr, bytes); libc.closeQuiet(fd); });
   const disk = new Uint8Array(libc.view(addr, bytes));
   const bdev: BdevChannelSpec = { name: 'Malloc0', module: 'malloc', blockSize: 512, numBlocks: blocks, stats: createStats(1),
-    maxIoBlocks: 0, data: { addr, bytes } };
+    maxIoBlocks: 0, data: { addr, bytes }, size: size.buffer as SharedArrayBuffer };
+  /** What Bdev.setNumBlocks does to every channel: the shared size cell changes. */
+  const resize = (n: number) => { size[0] = n; };
   const irq = libc.eventfd();
   cleanup.push(() => libc.closeQuiet(irq));
   const wake = libc.eventfd();
@@ -83,7 +89,7 @@ function setup(o: { shadow?: boolean; blocks?: number } = {}) {
     db[1] = q.cqHead;
     return e;
   }
-  return { g, c, db, u8, dv, disk, admin, sqe, reap, ioq, q, at, counters: new Float64Array(counters), ch: ch! as HoldChannel, spec };
+  return { g, c, db, u8, dv, disk, admin, sqe, reap, ioq, q, at, counters: new Float64Array(counters), ch: ch! as HoldChannel, spec, resize };
 }
 
 describe('NvmeCtrlr admin queue', () => {
@@ -412,5 +418,185 @@ describe('NvmeCtrlr SGLs, Compare, Abort, Error Information log', () => {
     expect(t.reap(ACQ, { sqTail: 0, cqHead: 0, phase: 1 }, 16)).toMatchObject({ cid: 5, status: 0 });
     expect(Number(t.dv.getBigUint64(t.at(BUF), true))).toBe(total);
     expect(t.dv.getUint16(t.at(BUF) + 10, true)).toBe(1069);
+  });
+});
+
+describe('NvmeCtrlr namespace resize: Changed Namespace List, Namespace Attribute Changed events', () => {
+  const NS_NOTICE = D.AER_TYPE_NOTICE | (D.AER_INFO_NS_ATTR_CHANGED << 8) | (D.LOG.CHANGED_NS << 16); // 0x00040002
+
+  function rsSetup() {
+    const t = setup({ blocks: 2048, diskBlocks: 4096 });
+    const nsze = () => {
+      expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 0x60, nsid: 1, prp1: BUF, cdw: [D.CNS.NS] })!.status).toBe(0);
+      const o = t.at(BUF);
+      return [0, 8, 16].map((k) => Number(t.dv.getBigUint64(o + k, true))); // NSZE, NCAP, NUSE
+    };
+    /** Get Log Page 04h (4 KiB); `rae`: Retain Asynchronous Event. Returns the NSIDs up to the first zero. */
+    const changed = (rae = false) => {
+      t.u8.fill(0xa5, t.at(BUF), t.at(BUF) + 4096);
+      const e = t.admin({ opc: D.ADM.GET_LOG_PAGE, cid: 0x61, prp1: BUF, cdw: [(1023 << 16) | (rae ? D.LOG_RAE : 0) | D.LOG.CHANGED_NS] });
+      expect(e!.status).toBe(0);
+      const ids = [];
+      for (let i = 0; i < 1024; i++) { const v = t.dv.getUint32(t.at(BUF) + 4 * i, true); if (v === 0) break; ids.push(v); }
+      for (let i = ids.length; i < 1024; i++) expect(t.dv.getUint32(t.at(BUF) + 4 * i, true)).toBe(0);
+      return ids;
+    };
+    /** Polls, then returns the admin completions that came out. */
+    const drain = () => {
+      for (let i = 0; i < 3; i++) t.c.poll();
+      const out = [];
+      for (let e = t.reap(ACQ, t.q, 16); e; e = t.reap(ACQ, t.q, 16)) out.push(e);
+      t.db[1] = t.q.cqHead;
+      return out;
+    };
+    return { ...t, nsze, changed, drain };
+  }
+
+  it('Identify Controller advertises Namespace Attribute Notices (OAES bit 8); the host enables them with feature 0Bh bit 8', () => {
+    const t = rsSetup();
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 1, prp1: BUF, cdw: [D.CNS.CTRLR] })!.status).toBe(0);
+    expect(t.dv.getUint32(t.at(BUF) + 92, true)).toBe(D.OAES_NS_ATTR);
+    expect(t.admin({ opc: D.ADM.GET_FEATURES, cid: 2, cdw: [D.FEAT.ASYNC_EVENT] })!.dw0).toBe(0);
+    expect(t.admin({ opc: D.ADM.SET_FEATURES, cid: 3, cdw: [D.FEAT.ASYNC_EVENT, D.AEC_NS_ATTR] })!.status).toBe(0);
+    expect(t.admin({ opc: D.ADM.GET_FEATURES, cid: 4, cdw: [D.FEAT.ASYNC_EVENT] })!.dw0).toBe(D.AEC_NS_ATTR);
+  });
+
+  it('a grown bdev: Identify Namespace and I/O see the new size at once; without AEC bit 8 only the log records it', () => {
+    const t = rsSetup();
+    expect(t.admin({ opc: D.ADM.CREATE_CQ, cid: 1, prp1: IOCQ, cdw: [(63 << 16) | 1, (1 << 16) | 3] })!.status).toBe(0);
+    expect(t.admin({ opc: D.ADM.CREATE_SQ, cid: 2, prp1: IOSQ, cdw: [(63 << 16) | 1, (1 << 16) | 1] })!.status).toBe(0);
+    const io = (f: Parameters<typeof t.sqe>[2]) => {
+      t.sqe(IOSQ, t.ioq.sqTail, f); t.ioq.sqTail++; t.db[2] = t.ioq.sqTail;
+      for (let i = 0; i < 3; i++) t.c.poll();
+      const e = t.reap(IOCQ, t.ioq, 64); t.db[3] = t.ioq.cqHead; return e;
+    };
+    const DATA = R + 0x30_0000;
+    t.u8.fill(0x3c, t.at(DATA), t.at(DATA) + 512);
+    expect(t.nsze()).toEqual([2048, 2048, 2048]);
+    expect(io({ opc: D.IO.WRITE, cid: 10, nsid: 1, prp1: DATA, cdw: [3000, 0, 0] })!.status).toBe(D.SC.LBA_OUT_OF_RANGE);
+    expect(t.admin({ opc: D.ADM.ASYNC_EVENT, cid: 30 })).toBeNull();
+    t.resize(4096);
+    expect(t.c.nsResized(1)).toBe('disabled');
+    expect(t.c.nsResized(7)).toBe('no-namespace');
+    expect(t.nsze()).toEqual([4096, 4096, 4096]);
+    expect(io({ opc: D.IO.WRITE, cid: 11, nsid: 1, prp1: DATA, cdw: [3000, 0, 0] })!.status).toBe(0);
+    expect(t.disk[3000 * 512 + 7]).toBe(0x3c);
+    expect(t.drain()).toEqual([]);               // no event: the host did not enable them
+    expect(t.changed()).toEqual([1]);
+    expect(t.changed()).toEqual([]);             // cleared by the read
+    expect(t.c.info().namespaces).toEqual([{ nsid: 1, blocks: 4096, block_size: 512 }]);
+  });
+
+  it('the notice goes to an outstanding AER; further ones are masked until the log is read with RAE cleared', () => {
+    const t = rsSetup();
+    expect(t.admin({ opc: D.ADM.SET_FEATURES, cid: 1, cdw: [D.FEAT.ASYNC_EVENT, D.AEC_NS_ATTR] })!.status).toBe(0);
+    expect(t.admin({ opc: D.ADM.ASYNC_EVENT, cid: 40 })).toBeNull();
+    expect(t.admin({ opc: D.ADM.ASYNC_EVENT, cid: 41 })).toBeNull();
+    expect(t.c.armInterrupt()).toBe(true);
+    t.c.disarmInterrupt();
+    t.resize(3000);
+    expect(t.c.nsResized(1)).toBe('queued');
+    expect(t.c.armInterrupt()).toBe(false);        // an event to report: the reactor must not sleep
+    t.c.disarmInterrupt();
+    expect(t.drain()).toEqual([expect.objectContaining({ cid: 40, status: 0, dw0: NS_NOTICE })]);
+    // masked: the second change only goes into the list; AER 41 stays outstanding
+    t.resize(3500);
+    expect(t.c.nsResized(1)).toBe('masked');
+    expect(t.drain()).toEqual([]);
+    expect(t.c.info().async_events).toMatchObject({ outstanding_requests: 1, pending: 0, masked_log_pages: [4], changed_ns_list: [1] });
+    // read with Retain Asynchronous Event: the list is read (and cleared), the event stays uncleared
+    expect(t.changed(true)).toEqual([1]);
+    t.resize(3600);
+    expect(t.c.nsResized(1)).toBe('masked');
+    expect(t.drain()).toEqual([]);
+    // read with RAE cleared: the event is cleared, the next change is reported again
+    expect(t.changed()).toEqual([1]);
+    expect(t.nsze()).toEqual([3600, 3600, 3600]);
+    t.resize(4096);
+    expect(t.c.nsResized(1)).toBe('queued');
+    expect(t.drain()).toEqual([expect.objectContaining({ cid: 41, status: 0, dw0: NS_NOTICE })]);
+    expect(t.nsze()).toEqual([4096, 4096, 4096]);
+    expect(t.c.info().async_events).toMatchObject({ config: D.AEC_NS_ATTR, outstanding_requests: 0, pending: 0 });
+  });
+
+  it('an event with no AER outstanding waits for the next one; Error Information log reads clear the error type', () => {
+    const t = rsSetup();
+    expect(t.admin({ opc: D.ADM.SET_FEATURES, cid: 1, cdw: [D.FEAT.ASYNC_EVENT, D.AEC_NS_ATTR] })!.status).toBe(0);
+    t.resize(4000);
+    expect(t.c.nsResized(1)).toBe('queued');
+    expect(t.drain()).toEqual([]);
+    expect(t.c.info().async_events).toMatchObject({ pending: 1, masked_log_pages: [4] });
+    expect(t.admin({ opc: D.ADM.ASYNC_EVENT, cid: 50 })).toMatchObject({ cid: 50, status: 0, dw0: NS_NOTICE });
+    // an invalid doorbell value: one error event, the next one masked until the Error log is read
+    expect(t.admin({ opc: D.ADM.ASYNC_EVENT, cid: 51 })).toBeNull();
+    expect(t.admin({ opc: D.ADM.ASYNC_EVENT, cid: 52 })).toBeNull();
+    t.admin({ opc: D.ADM.CREATE_CQ, cid: 2, prp1: IOCQ, cdw: [(63 << 16) | 1, (1 << 16) | 3] });
+    t.admin({ opc: D.ADM.CREATE_SQ, cid: 3, prp1: IOSQ, cdw: [(63 << 16) | 1, (1 << 16) | 1] });
+    const badIoDb = () => { t.db[2] = 500; for (let i = 0; i < 2; i++) t.c.poll(); };  // beyond the 64-entry SQ
+    badIoDb();
+    const errEvent = D.AER_TYPE_ERROR | (D.AER_INFO_INVALID_DB_VALUE << 8) | (D.LOG.ERROR << 16);
+    expect(t.drain()).toEqual([expect.objectContaining({ cid: 51, dw0: errEvent })]);
+    badIoDb();
+    expect(t.drain()).toEqual([]);
+    expect(t.counters[C_BAD_DB]).toBe(2);
+    expect(t.admin({ opc: D.ADM.GET_LOG_PAGE, cid: 4, prp1: BUF, cdw: [(15 << 16) | D.LOG.ERROR] })!.status).toBe(0);
+    badIoDb();
+    expect(t.drain()).toEqual([expect.objectContaining({ cid: 52, dw0: errEvent })]);
+  });
+
+  it('a controller reset (a new controller) starts with events disabled and an empty list', () => {
+    const t = rsSetup();
+    expect(t.admin({ opc: D.ADM.SET_FEATURES, cid: 1, cdw: [D.FEAT.ASYNC_EVENT, D.AEC_NS_ATTR] })!.status).toBe(0);
+    t.resize(2500);
+    expect(t.c.nsResized(1)).toBe('queued');
+    t.c.destroy();
+    t.db.fill(0);
+    t.u8.fill(0, t.at(ACQ), t.at(ACQ) + 16 * 16);
+    const c2 = new NvmeCtrlr(t.spec, (s) => new MallocChannel(s, 0));
+    cleanup.push(() => c2.destroy());
+    expect(c2.nsResized(1)).toBe('disabled');
+    expect(c2.info().async_events).toMatchObject({ config: 0, pending: 0, masked_log_pages: [], changed_ns_list: [1] });
+    expect(c2.namespaces()[0].nblocks).toBe(2500);
+  });
+
+  it('Identify CNS 06h/05h (NVM command set specific controller and namespace) for CSI 0; other CSIs are refused', () => {
+    const t = rsSetup();
+    t.u8.fill(0xee, t.at(BUF), t.at(BUF) + 4096);
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 1, prp1: BUF, cdw: [D.CNS.CTRLR_CSI, 0] })).toMatchObject({ status: 0 });
+    expect(t.u8.subarray(t.at(BUF), t.at(BUF) + 4096).every((x) => x === 0)).toBe(true);
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 2, prp1: BUF, cdw: [D.CNS.CTRLR_CSI, 2 << 24] })).toMatchObject({ status: D.SC.INVALID_FIELD, dnr: 1 });
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 3, nsid: 1, prp1: BUF, cdw: [D.CNS.NS_CSI, 0] })).toMatchObject({ status: 0 });
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 4, nsid: 0, prp1: BUF, cdw: [D.CNS.NS_CSI, 0] })).toMatchObject({ status: D.SC.INVALID_NS });
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 5, nsid: 1, prp1: BUF, cdw: [D.CNS.NS_CSI, 2 << 24] })).toMatchObject({ status: D.SC.INVALID_FIELD });
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 6, prp1: BUF, cdw: [0x1c] })).toMatchObject({ status: D.SC.INVALID_FIELD });
+    // the error log entry of the refused CSI points at CDW11 bits 31:24 (byte 47)
+    expect(t.admin({ opc: D.ADM.GET_LOG_PAGE, cid: 7, prp1: BUF, cdw: [(31 << 16) | D.LOG.ERROR] })!.status).toBe(0);
+    expect([t.dv.getUint16(t.at(BUF) + 10, true), t.dv.getUint16(t.at(BUF) + 14, true)]).toEqual([6, 40]);
+    expect([t.dv.getUint16(t.at(BUF) + 64 + 10, true), t.dv.getUint16(t.at(BUF) + 64 + 14, true)]).toEqual([5, 47]);
+  });
+});
+
+describe('ChangedNsList', () => {
+  it('NSIDs in increasing order, each once; more than 1024 changes: FFFFFFFFh then zeros; clear', () => {
+    const l = new ChangedNsList();
+    for (const id of [9, 3, 9, 0xfffffffe]) l.add(id);
+    expect(l.list()).toEqual([3, 9, 0xfffffffe]);
+    let dv = new DataView(l.page().buffer);
+    expect([dv.getUint32(0, true), dv.getUint32(4, true), dv.getUint32(8, true), dv.getUint32(12, true)]).toEqual([3, 9, 0xfffffffe, 0]);
+    l.clear();
+    for (let i = 1; i <= CHANGED_NS_MAX; i++) l.add(i);
+    expect(l.list().length).toBe(1024);
+    l.add(1);                                    // already there: still fits
+    expect(new DataView(l.page().buffer).getUint32(4092, true)).toBe(1024);
+    l.add(5000);
+    const p = l.page();
+    dv = new DataView(p.buffer);
+    expect(dv.getUint32(0, true)).toBe(0xffffffff);
+    expect(p.subarray(4).every((x) => x === 0)).toBe(true);
+    l.add(7);                                    // stays overflowed until read
+    expect(l.list()).toEqual([0xffffffff]);
+    l.clear();
+    expect(l.list()).toEqual([]);
+    expect(l.page().every((x) => x === 0)).toBe(true);
   });
 });
