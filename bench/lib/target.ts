@@ -1,6 +1,8 @@
 // Target driver contract: start() -> running instance with a socket, stop() -> gone.
 export interface TargetInstance {
   socket: string;
+  /** load generator for this socket: vhost-load (vhost-user-blk, default) or nvme-load (NVMe over vfio-user) */
+  client?: "vhost-load" | "nvme-load";
   stop(): Promise<void>;
 }
 
