@@ -18,7 +18,7 @@ const USAGE = `usage: nvme-load --socket PATH [options]
   --warmup SEC     unmeasured seconds first (default 1)
   --doorbells M    auto | mmap | shadow | trap (default auto: mmap if BAR0's doorbell page
                    is mappable, else shadow if offered, else trap)
-  --queue-size N   I/O queue entries (default max(64, 2*qd))
+  --queue-size N   I/O queue entries (default 1024, as Linux; capped by the controller's MQES)
   --check          write a pattern, read it back and compare before the run
   --json           one JSON object on stdout`;
 

@@ -49,7 +49,7 @@ export interface InitiatorOptions {
   qd: number;
   /** bytes per I/O: a multiple of the namespace block size, at most 128 KiB */
   bs: number;
-  /** I/O queue entries (default max(64, 2*qd), capped by CAP.MQES) */
+  /** I/O queue entries (default 1024 as Linux's nvme driver, capped by CAP.MQES) */
   queueSize?: number;
   nsid?: number;
 }
@@ -178,7 +178,7 @@ export class NvmeInitiator {
     if (!(dev.flags & P.DEVICE_FLAGS_PCI)) throw new Error("not a PCI device");
     this.bar0 = await this.c.regionInfo(P.PCI_BAR0);
     // memory: sized for the largest queues we may ask for
-    const qsizeMax = Math.max(64, 2 * o.qd, o.queueSize ?? 0);
+    const qsizeMax = o.queueSize ?? 1024;
     this.memLen = this.layout(Math.min(qsizeMax, 4096)).size;
     this.memFd = libc.memfdCreate("nvme-initiator-mem", this.memLen);
     this.memAddr = libc.mmap(this.memLen, this.memFd);
@@ -239,7 +239,7 @@ export class NvmeInitiator {
     }
 
     // I/O queues: no interrupts (IEN=0), polled
-    const qsize = Math.min(o.queueSize ?? Math.max(64, 2 * o.qd), this.mqes);
+    const qsize = Math.min(o.queueSize ?? 1024, this.mqes);
     if (qsize <= o.qd) throw new Error(`--qd ${o.qd} needs queues of more than ${o.qd} entries (controller: at most ${this.mqes})`);
     await this.admin(ADM.SET_FEATURES, 0, 0x07, ((o.queues - 1) << 16) | (o.queues - 1), 0);
     let off = OFF_QUEUES;
@@ -394,9 +394,10 @@ export class NvmeInitiator {
   /**
    * Random I/O at QD `qd` per queue for warmupS + timeS seconds (only the last timeS are
    * measured), then waits for the commands in flight. `readPct`: 100 randread, 0 randwrite.
-   * Synchronous: it owns the thread until done.
+   * With minIos, the measured part goes on (up to 30 s more) until that many I/Os completed
+   * (for tests on a loaded machine). Synchronous: it owns the thread until done.
    */
-  run(readPct: number, timeS: number, warmupS: number): RunResult {
+  run(readPct: number, timeS: number, warmupS: number, minIos = 0): RunResult {
     const o = this.o, nlb = o.bs / this.blockSize;
     const units = Math.floor(this.nsze / nlb);
     if (units < 1) throw new Error("namespace smaller than one I/O");
@@ -431,7 +432,7 @@ export class NvmeInitiator {
           ios = reads = writes = errors = busy = batches = polls = empty = 0;
           traps0 = this.traps; dbs0 = this.doorbells;
         }
-        if (!stopping && t >= tEnd) { stopping = true; tStop = t; }
+        if (!stopping && measuring && t >= tEnd && (ios >= minIos || t >= tEnd + 30_000)) { stopping = true; tStop = t; }
         if (stopping) {
           let left = 0;
           for (let qi = 0; qi < nq; qi++) left += queues[qi].inflight;
