@@ -39,7 +39,11 @@ export class VfioUserClient {
 
   constructor(readonly fd: number) {}
 
-  static connect(path: string): VfioUserClient { return new VfioUserClient(unixConnect(path)); }
+  /**
+   * A blocking socket: a posted write waits for room when the server lags (a unix socket
+   * holds only a couple of hundred small messages). Reads never block (MSG_DONTWAIT).
+   */
+  static connect(path: string): VfioUserClient { return new VfioUserClient(unixConnect(path, false)); }
 
   close(): void { closeQuiet(this.fd); }
 
