@@ -1,4 +1,5 @@
-// vhostd benchmark harness: vhost-load against several targets, median table.
+// vhostd benchmark harness: vhost-load (vhost-user-blk) or nvme-load (NVMe over vfio-user)
+// against several targets, median table.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -13,6 +14,7 @@ import { summarize } from "./lib/stats.js";
 import { formatFailures, formatTable, type Row } from "./lib/table.js";
 import type { DriverEnv, TargetDriver } from "./lib/target.js";
 import { caseLabel, runCase, type Case, type LoadOpts, type RunOutcome } from "./lib/vhostload.js";
+import { runNvmeCase, type NvmeLoadOpts } from "./lib/nvmeload.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const log = (s: string) => process.stderr.write(s + "\n");
@@ -35,7 +37,8 @@ function progress(rep: number, o: BenchOptions, c: Case, t: string, r: RunOutcom
   const head = `[${rep + 1}/${o.runs}] ${caseLabel(c).padEnd(24)} ${t.padEnd(16)}`;
   if (!r.ok) return `${head} FAILED ${r.error}`;
   const m = r.metrics;
-  return `${head} ${Math.round(m.iops).toLocaleString("en-US").padStart(10)} IOPS  avg ${m.avgUs.toFixed(2)} us  p99 ${m.p99Us.toFixed(2)} us`;
+  return `${head} ${Math.round(m.iops).toLocaleString("en-US").padStart(10)} IOPS  avg ${m.avgUs.toFixed(2)} us  p99 ${m.p99Us.toFixed(2)} us` +
+    `  client ${m.busyNsPerIo?.toFixed(0) ?? "-"} ns/io`;
 }
 
 async function main(): Promise<number> {
@@ -56,6 +59,9 @@ async function main(): Promise<number> {
     bin: tools.vhostLoad, timeS: opts.timeS, warmupS: opts.warmupS,
     clientCpus: opts.clientCpus, yieldMulti: opts.yieldMulti, extra: opts.extra,
   };
+  const nvmeLoad: NvmeLoadOpts = {
+    repoRoot, timeS: opts.timeS, warmupS: opts.warmupS, clientCpus: opts.clientCpus, extra: opts.nvmeExtra,
+  };
   const drivers: TargetDriver[] = opts.targets.map((t) => makeDriver(env, t));
   const skipped = new Map<string, string>();
   const started = new Set<string>();
@@ -74,7 +80,9 @@ async function main(): Promise<number> {
         try {
           const inst = await d.start(dir);
           started.add(d.name);
-          try { r = await runCase(load, c, inst.socket, inst.loadArgs); } finally { await inst.stop(); }
+          try {
+            r = inst.client === "nvme-load" ? await runNvmeCase(nvmeLoad, c, inst.socket) : await runCase(load, c, inst.socket, inst.loadArgs);
+          } finally { await inst.stop(); }
         } catch (e) {
           const msg = (e as Error).message;
           if (!started.has(d.name)) {

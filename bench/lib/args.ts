@@ -14,6 +14,7 @@ export interface BenchOptions {
   clientCpus: string;
   yieldMulti: boolean;
   extra: string[];
+  nvmeExtra: string[];
   jsonOut?: string;
   vhostLoadSrc?: string;
 }
@@ -33,6 +34,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --client-cpus LIST vhost-load --cpus (default 1)
   --no-yield         do not pass --yield to vhost-load for multi-queue cases
   --vl-args "ARGS"   extra vhost-load arguments, e.g. "--hugepages"
+  --nl-args "ARGS"   extra nvme-load arguments (vhostd-nvme-* targets), e.g. "--queue-size 256"
   --vhost-load-src D vhost-load source dir (default /work/shared/tools/vhost-load)
   --json-out FILE    default bench/results/<timestamp>.json`;
 
@@ -59,7 +61,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       time: { type: "string" }, warmup: { type: "string" }, runs: { type: "string" },
       quick: { type: "boolean" }, "no-yield": { type: "boolean" },
       "target-cpu": { type: "string" }, "client-cpus": { type: "string" },
-      "vl-args": { type: "string" }, "vhost-load-src": { type: "string" }, "json-out": { type: "string" },
+      "vl-args": { type: "string" }, "nl-args": { type: "string" }, "vhost-load-src": { type: "string" }, "json-out": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -85,6 +87,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     clientCpus: v["client-cpus"] ?? "1",
     yieldMulti: !v["no-yield"],
     extra: (v["vl-args"] ?? "").split(/\s+/).filter(Boolean),
+    nvmeExtra: (v["nl-args"] ?? "").split(/\s+/).filter(Boolean),
     jsonOut: v["json-out"],
     vhostLoadSrc: v["vhost-load-src"],
   };

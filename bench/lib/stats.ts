@@ -15,6 +15,8 @@ export interface Summary {
   avgUs: number;
   p50Us: number;
   p99Us: number;
+  /** the load generator's own time per I/O (completion handling + submission), median */
+  clientNsPerIo: number;
   errors: string[]; // distinct failure messages
 }
 
@@ -29,6 +31,7 @@ export function summarize(outcomes: RunOutcome[]): Summary {
     avgUs: median(ok.map((m) => m.avgUs)),
     p50Us: median(ok.map((m) => m.p50Us)),
     p99Us: median(ok.map((m) => m.p99Us)),
+    clientNsPerIo: median(ok.map((m) => m.busyNsPerIo).filter((x) => Number.isFinite(x))),
     errors,
   };
 }

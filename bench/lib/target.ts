@@ -3,6 +3,8 @@ export interface TargetInstance {
   socket: string;
   /** Extra vhost-load arguments this target needs (e.g. --type scsi). */
   loadArgs?: string[];
+  /** load generator for this socket: vhost-load (vhost-user-blk, default) or nvme-load (NVMe over vfio-user) */
+  client?: "vhost-load" | "nvme-load";
   stop(): Promise<void>;
 }
 

@@ -1,4 +1,5 @@
-// vhostd drivers: SPDK save_config JSON with one bdev and vhost.0 blk controller.
+// vhostd drivers: SPDK save_config JSON with one bdev and either the vhost.0 blk controller
+// or (vhostd-nvme-*) an NVMe subsystem with a VFIOUSER listener, socket nvme/cntrl.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startDaemon } from "./spawn-target.js";
@@ -41,6 +42,55 @@ function config(b: Bdev, scsi: boolean): object {
 /** vhostd-file:PATH — a bdev_uring_create bdev (O_DIRECT where the file system allows it). */
 export function vhostdFile(env: DriverEnv, name: string, path: string): TargetDriver {
   return vhostd(env, name, { method: "bdev_uring_create", params: { name: "File0", filename: path } });
+}
+
+/** NVMe doorbell modes of the VFIOUSER transport (SPDK's option names). */
+const NVME_TRANSPORT: Record<string, Record<string, boolean>> = {
+  "": {},                                                           // mappable doorbell page (default)
+  shadow: { disable_mappable_bar0: true },                          // shadow doorbells
+  trap: { disable_mappable_bar0: true, disable_shadow_doorbells: true }, // every doorbell write traps
+};
+
+export const NVME_TARGET_RE = /^vhostd-nvme-(null|malloc)(?:-(shadow|trap))?$/;
+
+function nvmeConfig(b: Bdev, traddr: string, transport: Record<string, boolean>): object {
+  const nqn = "nqn.2019-07.io.spdk:bench0";
+  return {
+    subsystems: [
+      { subsystem: "bdev", config: [b] },
+      {
+        subsystem: "nvmf",
+        config: [
+          { method: "nvmf_create_transport", params: { trtype: "VFIOUSER", ...transport } },
+          { method: "nvmf_create_subsystem", params: { nqn, allow_any_host: true, serial_number: "BENCH0001", model_number: "vhostd bench" } },
+          { method: "nvmf_subsystem_add_ns", params: { nqn, namespace: { bdev_name: b.params.name, nsid: 1 } } },
+          { method: "nvmf_subsystem_add_listener", params: { nqn, listen_address: { trtype: "VFIOUSER", traddr, trsvcid: "0" } } },
+        ],
+      },
+    ],
+  };
+}
+
+/** vhostd-nvme-{null,malloc}[-shadow|-trap]: the same bdevs as vhostd-null/-malloc behind an emulated NVMe controller. */
+export function vhostdNvme(env: DriverEnv, name: string): TargetDriver {
+  const m = NVME_TARGET_RE.exec(name);
+  if (!m) throw new Error(`bad NVMe target name ${name}`);
+  const bdev = BDEVS[`vhostd-${m[1]}`];
+  const transport = NVME_TRANSPORT[m[2] ?? ""];
+  return {
+    name,
+    start: async (dir) => {
+      const cli = join(env.repoRoot, "dist/src/cli/vhostd.js");
+      if (!existsSync(cli)) throw new Error(`${name}: ${cli} not found (vhostd not built yet? run npx tsc -p .)`);
+      const sockDir = join(dir, "sock");
+      mkdirSync(join(sockDir, "nvme"), { recursive: true });
+      const cfg = join(dir, "config.json");
+      writeFileSync(cfg, JSON.stringify(nvmeConfig(bdev, join(sockDir, "nvme"), transport), null, 1));
+      const argv = [process.execPath, cli, "-m", "0x1", "-r", join(dir, "rpc.sock"), "-S", sockDir, "-c", cfg];
+      const inst = await startDaemon(env, dir, name, argv, join(sockDir, "nvme", "cntrl"), 20_000);
+      return { ...inst, client: "nvme-load" as const };
+    },
+  };
 }
 
 export function vhostd(env: DriverEnv, name: string, bdevOverride?: Bdev): TargetDriver {

@@ -307,7 +307,16 @@ export class VfioUserServer {
   }
 }
 
-/** DEVICE_GET_REGION_INFO reply: struct + sparse mmap cap (if it fits in argsz). */
+/**
+ * DEVICE_GET_REGION_INFO reply: struct + sparse mmap cap (if it fits in argsz).
+ *
+ * A reply too short for the caps says only how big the full one is (argsz): it has
+ * neither FLAG_CAPS nor the fd. QEMU's vfio-user client rejects FLAG_CAPS with a
+ * cap_offset outside the reply (EINVAL, "failed to get region 0 info"), unlike the
+ * kernel's VFIO ioctl, which sets the flag with cap_offset 0; libvfio-user does the
+ * same as we do. QEMU then asks again with the full argsz and closes an fd it got
+ * with the short reply, so sending it there would only cost a descriptor round trip.
+ */
 export function encodeRegionInfo(index: number, r: RegionInfo, argsz: number): { payload: Uint8Array; fds: number[] } {
   const sparse = r.sparse ?? [];
   const capLen = sparse.length ? 16 + 16 * sparse.length : 0;
@@ -315,7 +324,7 @@ export function encodeRegionInfo(index: number, r: RegionInfo, argsz: number): {
   const withCaps = capLen > 0 && argsz >= full;
   const out = new Uint8Array(withCaps ? full : 32), o = new DataView(out.buffer);
   let flags = r.flags;
-  if (capLen > 0) flags |= P.REGION_FLAG_CAPS;
+  if (withCaps) flags |= P.REGION_FLAG_CAPS;
   o.setUint32(0, full, true);
   o.setUint32(4, flags, true);
   o.setUint32(8, index, true);
@@ -332,6 +341,6 @@ export function encodeRegionInfo(index: number, r: RegionInfo, argsz: number): {
       o.setBigUint64(56 + 16 * i, BigInt(a.size), true);
     });
   }
-  const mappable = (flags & P.REGION_FLAG_MMAP) !== 0 && r.fd !== undefined && r.fd >= 0;
+  const mappable = (flags & P.REGION_FLAG_MMAP) !== 0 && r.fd !== undefined && r.fd >= 0 && (capLen === 0 || withCaps);
   return { payload: out, fds: mappable ? [r.fd!] : [] };
 }

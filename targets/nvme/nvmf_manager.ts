@@ -23,6 +23,8 @@ export interface TransportOptions {
   trtype: 'VFIOUSER';
   disable_mappable_bar0: boolean;
   disable_shadow_doorbells: boolean;
+  /** Kept for save_config when given (vhostd has no Compare yet). */
+  disable_compare?: boolean;
 }
 
 interface Listener { traddr: string; trsvcid: string; path: string; server: VfioUserServer; device: NvmeDevice }
@@ -59,16 +61,20 @@ export class NvmfManager {
 
   constructor(readonly pool: ReactorPool, readonly bdevs: BdevRegistry) {}
 
-  createTransport(p: { trtype: string; disable_mappable_bar0?: boolean; disable_shadow_doorbells?: boolean }): void {
+  createTransport(p: { trtype: string; disable_mappable_bar0?: boolean; disable_shadow_doorbells?: boolean; disable_compare?: boolean }): void {
     const t = p.trtype.toUpperCase();
     if (t !== 'VFIOUSER') {
       throw new NvmfError('unsupported', `transport type '${p.trtype}' is not supported by vhostd yet: only VFIOUSER (emulated NVMe controllers for QEMU's vfio-user-pci)`);
     }
     if (this.transport) throw new NvmfError('exists', 'Transport type VFIOUSER already exists');
     this.transport = { trtype: 'VFIOUSER', disable_mappable_bar0: p.disable_mappable_bar0 ?? false,
-      disable_shadow_doorbells: p.disable_shadow_doorbells ?? false };
-    log.notice(`transport VFIOUSER created (mappable BAR0 doorbells ${this.transport.disable_mappable_bar0 ? 'off' : 'on'}, ` +
-      `shadow doorbells ${this.transport.disable_shadow_doorbells ? 'off' : 'on when BAR0 is not mappable'})`);
+      disable_shadow_doorbells: p.disable_shadow_doorbells ?? false,
+      ...(p.disable_compare !== undefined ? { disable_compare: p.disable_compare } : {}) };
+    const o = this.transport;
+    const mode = !o.disable_mappable_bar0 ? 'mappable doorbell page (no doorbell write traps)'
+      : !o.disable_shadow_doorbells ? 'shadow doorbells (Doorbell Buffer Config; BAR0 not mappable)'
+        : 'every doorbell write traps (BAR0 not mappable, no shadow doorbells)';
+    log.notice(`transport VFIOUSER created: ${mode}`);
   }
 
   createSubsystem(p: { nqn: string; serial_number?: string; model_number?: string; allow_any_host?: boolean; max_namespaces?: number }): void {

@@ -1,12 +1,12 @@
 // The daemon's emulated NVMe controller driven over its real vfio-user socket by a small
-// client of our own: version negotiation, DMA map (a memfd as "guest memory"), device,
+// client of our own (bench/lib/vfio_user_client.ts, shared with the benchmark's initiator): version negotiation, DMA map (a memfd as "guest memory"), device,
 // region and irq info, config space and register reads, controller enable, and an
 // Identify through an admin queue that lives in the client's shared memory.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, ok, Daemon } from './daemon.js';
-import { unixConnect, sendWithFds, recvWithFds } from '../../native/socket.js';
+import { VfioUserClient } from '../../bench/lib/vfio_user_client.js';
 import * as libc from '../../native/libc.js';
 import * as P from '../../src/vfio_user/protocol.js';
 
@@ -14,48 +14,9 @@ const NQN = 'nqn.2019-07.io.spdk:cnode9';
 const MiB = 1 << 20, IOVA = 0x10_0000, MEM = 4 * MiB;
 const ASQ = IOVA, ACQ = IOVA + 0x1000, BUF = IOVA + 0x2000;
 
-class Client {
-  private id = 1;
-  constructor(readonly fd: number) {}
-  async call(cmd: number, payload: Uint8Array = new Uint8Array(0), fds: number[] = []): Promise<{ h: P.MsgHeader; p: Uint8Array; fds: number[] }> {
-    const id = this.id++;
-    sendWithFds(this.fd, P.message({ id, cmd, flags: P.TYPE_COMMAND, error: 0 }, payload), fds);
-    const buf = new Uint8Array(1 << 16);
-    let have = 0;
-    const got: number[] = [];
-    const end = Date.now() + 10_000;
-    for (;;) {
-      const want = have < 16 ? 16 - have : P.readHeader(buf).size - have;
-      if (have >= 16 && want === 0) break;
-      const r = recvWithFds(this.fd, buf, have, want);
-      got.push(...r.fds);
-      if (r.n === 0) throw new Error('server closed the connection');
-      if (r.n < 0) { if (Date.now() > end) throw new Error('no reply'); await new Promise((res) => setTimeout(res, 2)); continue; }
-      have += r.n;
-    }
-    const h = P.readHeader(buf);
-    expect(h.id).toBe(id);
-    return { h, p: buf.slice(16, h.size), fds: got };
-  }
-  async read(region: number, off: number, count: number): Promise<DataView> {
-    const q = new Uint8Array(16), dv = new DataView(q.buffer);
-    dv.setBigUint64(0, BigInt(off), true); dv.setUint32(8, region, true); dv.setUint32(12, count, true);
-    const r = await this.call(P.Cmd.REGION_READ, q);
-    expect(r.h.flags & P.FLAG_ERROR).toBe(0);
-    return new DataView(r.p.buffer, r.p.byteOffset + 16, count);
-  }
-  async write(region: number, off: number, data: number[] | Uint8Array): Promise<P.MsgHeader> {
-    const q = new Uint8Array(16 + data.length), dv = new DataView(q.buffer);
-    dv.setBigUint64(0, BigInt(off), true); dv.setUint32(8, region, true); dv.setUint32(12, data.length, true);
-    q.set(data, 16);
-    return (await this.call(P.Cmd.REGION_WRITE, q)).h;
-  }
-  async w32(region: number, off: number, v: number) { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, v >>> 0, true); return this.write(region, off, b); }
-}
-
 describe('vfio-user NVMe controller (own client)', () => {
   let d: Daemon;
-  let c: Client;
+  let c: VfioUserClient;
   let memFd = -1, memAddr = 0;
   let mem: Uint8Array;
 
@@ -68,14 +29,14 @@ describe('vfio-user NVMe controller (own client)', () => {
     await ok(d.sock, 'nvmf_create_subsystem', { nqn: NQN, serial_number: 'SN-INT', model_number: 'vhostd int' });
     expect(await ok(d.sock, 'nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'M0', nsid: 1 } })).toBe(1);
     await ok(d.sock, 'nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'VFIOUSER', traddr: dir, trsvcid: '0' } });
-    c = new Client(unixConnect(join(dir, 'cntrl')));
+    c = VfioUserClient.connect(join(dir, 'cntrl'));
     memFd = libc.memfdCreate('vfu-guest', MEM);
     memAddr = libc.mmap(MEM, memFd);
     mem = new Uint8Array(libc.view(memAddr, MEM));
   }, 30_000);
 
   afterAll(async () => {
-    if (c) libc.closeQuiet(c.fd);
+    c?.close();
     if (memAddr) libc.munmap(memAddr, MEM);
     libc.closeQuiet(memFd);
     // an orderly SIGTERM shutdown with a vfio-user controller in use: exit 0 (SIGKILL only so

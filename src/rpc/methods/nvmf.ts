@@ -28,8 +28,14 @@ function str(o: Record<string, unknown>, k: string, where: string, required = tr
 export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager): void {
   rpc.register('nvmf_create_transport', {
     trtype: { type: 'string', required: true, desc: 'VFIOUSER' },
-    disable_mappable_bar0: { type: 'bool', desc: 'trap every doorbell write instead of letting the client map the doorbell page' },
-    disable_shadow_doorbells: { type: 'bool', desc: 'do not offer Doorbell Buffer Config' },
+    // SPDK's VFIOUSER options (lib/nvmf/vfio_user.c), same names and defaults. The doorbell
+    // modes: mappable page (default; shadow doorbells are then not offered, as in SPDK),
+    // disable_mappable_bar0 (shadow doorbells), both disable_* (every doorbell write traps).
+    disable_mappable_bar0: { type: 'bool', desc: 'trap doorbell writes instead of letting the client map the doorbell page' },
+    disable_shadow_doorbells: { type: 'bool', desc: 'do not offer Doorbell Buffer Config (only matters with disable_mappable_bar0)' },
+    disable_compare: { type: 'bool', desc: 'do not advertise Compare (vhostd has none yet: no effect)' },
+    disable_adaptive_irq: { type: 'bool', desc: 'accepted, no effect: vhostd signals a CQ once per poll round' },
+    enable_intr_mode_sq_spreading: { type: 'bool', desc: 'accepted, no effect: a controller runs on one reactor' },
     // accepted for compatibility with SPDK scripts; vhostd's limits are fixed
     max_queue_depth: { type: 'int', min: 2, max: 1024 },
     max_io_qpairs_per_ctrlr: { type: 'int', min: 1 },
