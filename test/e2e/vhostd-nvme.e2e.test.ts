@@ -165,7 +165,8 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd emulated NVMe over 
       const fio = [...stepOutput(res.output, `fio-verify-${m.key}`).matchAll(iops)].map((r) => r[1]).join("/");
       console.log(`[e2e] nvme doorbells ${m.key.padEnd(8)}: io_commands=${x.io_commands} admin=${x.admin_commands} ` +
         `trapped_doorbell_writes=${x.trapped_doorbell_writes} per_io=${x.trapped_doorbell_writes_per_io?.toFixed(4)} ` +
-        `shadow_in_use=${x.shadow_doorbells_in_use} interrupts=${x.interrupts} (fio under TCG, IOPS write/read: ${fio || "?"})`);
+        `shadow_in_use=${x.shadow_doorbells_in_use} interrupts=${x.interrupts} sgl_commands=${x.sgl_commands} ` +
+        `sgl_lists=${x.sgl_segment_list_commands} errors=${x.errors} (fio under TCG, IOPS write/read: ${fio || "?"})`);
     }
     console.log(`[e2e] nvme: guest boot ${res.bootMs} ms, whole run ${res.wallMs} ms`);
   }, 25 * 60_000);
