@@ -536,6 +536,8 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
     if (!ns) { this.fail(sq, cid, D.SC.INVALID_NS | D.SC.DNR, LOC_NSID); return; }
     switch (opc) {
       case D.IO.READ: case D.IO.WRITE: case D.IO.COMPARE: {
+        // Compare turned off (nvmf_create_transport disable_compare): ONCS says so, the opcode is refused
+        if (opc === D.IO.COMPARE && !this.spec.identity.compare) { this.fail(sq, cid, D.SC.INVALID_OPCODE | D.SC.DNR, LOC_OPC); return; }
         const slba = cdw10 + cdw11 * TWO32, nlb = (cdw12 & 0xffff) + 1;
         const len = nlb * ns.bs;
         this.eLba = slba;

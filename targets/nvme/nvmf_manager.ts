@@ -148,7 +148,7 @@ export class NvmfManager {
     const device = new NvmeDevice(`${nqn}@${a.traddr}`, () => ({
       serial: s.serial, model: s.model, firmware: '0.1', subnqn: s.nqn, cntlid: 1, dbbuf: false,
       vwc: s.namespaces.some((n) => n.bdev.ioTypes.has('flush')),
-      compare: true,   // Compare reads through the bdev into a bounce buffer: any bdev can
+      compare: !t.disable_compare,   // Compare reads through the bdev into a bounce buffer: any bdev can
       dsm: s.namespaces.some((n) => n.bdev.ioTypes.has('unmap')),
       writeZeroes: s.namespaces.length > 0 && s.namespaces.every((n) => n.bdev.ioTypes.has('write_zeroes')),
     }), () => s.namespaces, reactor, this.pool, {

@@ -327,6 +327,14 @@ describe('NvmeCtrlr SGLs, Compare, Abort, Error Information log', () => {
     expect(t.c.info().compares_in_progress).toBe(0);
   });
 
+  it('Compare turned off (disable_compare): ONCS bit 0 clear, the opcode answers Invalid Opcode', () => {
+    const t = ioSetup();
+    t.spec.identity.compare = false;
+    expect(t.admin({ opc: D.ADM.IDENTIFY, cid: 9, prp1: BUF, cdw: [1] })!.status).toBe(0);
+    expect(t.dv.getUint16(t.at(BUF) + 520, true) & 1).toBe(0);
+    expect(t.io({ opc: D.IO.COMPARE, cid: 2, nsid: 1, prp1: DATA, cdw: [100, 0, 7] })).toMatchObject({ status: D.SC.INVALID_OPCODE, dnr: 1 });
+  });
+
   it('Compare waits in the SQ for a bounce buffer, and is fetched when one frees', () => {
     const t = ioSetup();
     t.ch.hold = true;
