@@ -75,7 +75,7 @@ function nvmeConfig(b: Bdev, traddr: string, transport: Record<string, boolean>)
 export function vhostdNvme(env: DriverEnv, name: string): TargetDriver {
   const m = NVME_TARGET_RE.exec(name);
   if (!m) throw new Error(`bad NVMe target name ${name}`);
-  const bdev = BDEVS[`vhostd-${m[1]}`];
+  const bdev = BDEVS[m[1]];
   const transport = NVME_TRANSPORT[m[2] ?? ""];
   return {
     name,

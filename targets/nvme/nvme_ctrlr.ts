@@ -373,6 +373,9 @@ export class NvmeCtrlr implements Poller, BdevIoSink {
           continue;
         }
         sq.tail = tail;
+        // while we poll, keep the guest from trapping: EventIdx one behind what we have seen
+        // makes Linux's need_event false for normal advances and for a wrap of the queue
+        if (q > 0 && this.eventIdx !== null) this.eventIdx[2 * q] = (tail - 1) & 0xffff;
       } else if (sq.head === sq.tail) continue;
       // entries the last round left in the queue (no free slot or bounce buffer then) are fetched now
       while (sq.head !== sq.tail) {
