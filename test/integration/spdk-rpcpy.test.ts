@@ -2,7 +2,8 @@
 // (with python/spdk/ beside scripts/, as in the SPDK tree). Skipped otherwise.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, Daemon, ok } from './daemon.js';
 
@@ -52,6 +53,37 @@ describe.skipIf(!!reason)('SPDK rpc.py against vhostd', () => {
     expect(JSON.parse(await py('bdev_get_bdevs'))).toEqual([]);
     await py('load_config', '-j', file);
     expect(JSON.parse(await py('bdev_get_bdevs'))).toEqual(bdevs);
+  });
+
+  it('resizes a null bdev under a blk controller, stacks a delay bdev, sets coalescing (methods added later)', async () => {
+    expect((await py('bdev_null_create', 'N1', '8', '512')).trim()).toBe('N1');
+    await py('vhost_create_blk_controller', 'vhost.rpcpy', 'N1');
+    expect((await py('bdev_null_resize', 'N1', '16')).trim()).toBe('true');
+    expect(JSON.parse(await py('bdev_get_bdevs', '-b', 'N1'))[0].num_blocks).toBe(16 * 2048);
+    await py('vhost_controller_set_coalescing', 'vhost.rpcpy', '50', '60000');
+    const c = JSON.parse(await py('vhost_get_controllers', '-n', 'vhost.rpcpy'))[0];
+    expect([c.delay_base_us, c.iops_threshold]).toEqual([50, 60000]);
+    await py('bdev_malloc_create', '-b', 'M9', '8', '512');
+    expect((await py('bdev_delay_create', '-b', 'M9', '-d', 'D9', '-r', '100', '-t', '200', '-w', '300', '-n', '400')).trim()).toBe('D9');
+    await py('bdev_delay_update_latency', 'D9', 'avg_read', '150');
+    expect(JSON.parse(await py('bdev_get_bdevs', '-b', 'D9'))[0].driver_specific.delay.avg_read_latency).toBe(150);
+    await py('bdev_delay_delete', 'D9');
+    await py('vhost_delete_controller', 'vhost.rpcpy');
+    await py('bdev_malloc_delete', 'M9');
+    await py('bdev_null_delete', 'N1');
+  });
+
+  it('sets up an NVMe-over-vfio-user subsystem the way SPDK documents it', async () => {
+    await py('bdev_malloc_create', '-b', 'NV0', '16', '512');
+    await py('nvmf_create_transport', '-t', 'VFIOUSER');
+    await py('nvmf_create_subsystem', 'nqn.2019-07.io.spdk:cnode9', '-a', '-s', 'SPDK9');
+    await py('nvmf_subsystem_add_ns', 'nqn.2019-07.io.spdk:cnode9', 'NV0');
+    const dir = mkdtempSync(join(tmpdir(), 'vfu-'));
+    await py('nvmf_subsystem_add_listener', 'nqn.2019-07.io.spdk:cnode9', '-t', 'VFIOUSER', '-a', dir, '-s', '0');
+    const [sub] = JSON.parse(await py('nvmf_get_subsystems', 'nqn.2019-07.io.spdk:cnode9'));
+    expect(sub.namespaces[0].bdev_name).toBe('NV0');
+    expect(sub.listen_addresses[0].traddr).toBe(dir);
+    await py('nvmf_delete_subsystem', 'nqn.2019-07.io.spdk:cnode9');
   });
 
   it('shows vhostd errors through rpc.py', async () => {

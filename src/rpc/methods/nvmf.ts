@@ -33,14 +33,37 @@ export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager
     // disable_mappable_bar0 (shadow doorbells), both disable_* (every doorbell write traps).
     disable_mappable_bar0: { type: 'bool', desc: 'trap doorbell writes instead of letting the client map the doorbell page' },
     disable_shadow_doorbells: { type: 'bool', desc: 'do not offer Doorbell Buffer Config (only matters with disable_mappable_bar0)' },
-    disable_compare: { type: 'bool', desc: 'do not advertise Compare (vhostd has none yet: no effect)' },
+    disable_compare: { type: 'bool', desc: 'do not advertise Compare (ONCS bit 0 clear; the opcode is refused)' },
     disable_adaptive_irq: { type: 'bool', desc: 'accepted, no effect: vhostd signals a CQ once per poll round' },
     enable_intr_mode_sq_spreading: { type: 'bool', desc: 'accepted, no effect: a controller runs on one reactor' },
-    // accepted for compatibility with SPDK scripts; vhostd's limits are fixed
+    // SPDK's generic transport options: rpc.py sends several of them (with their defaults) for
+    // every transport; accepted for compatibility, no effect (vhostd's limits are fixed)
     max_queue_depth: { type: 'int', min: 2, max: 1024 },
     max_io_qpairs_per_ctrlr: { type: 'int', min: 1 },
     io_unit_size: { type: 'int', min: 0 },
     max_io_size: { type: 'int', min: 0 },
+    tgt_name: { type: 'string' },
+    in_capsule_data_size: { type: 'int', min: 0 },
+    max_aq_depth: { type: 'int', min: 0 },
+    num_shared_buffers: { type: 'int', min: 0 },
+    buf_cache_size: { type: 'int', min: 0 },
+    zcopy: { type: 'bool' },
+    num_cqe: { type: 'int', min: 0 },
+    max_srq_depth: { type: 'int', min: 0 },
+    no_srq: { type: 'bool' },
+    c2h_success: { type: 'bool' },
+    dif_insert_or_strip: { type: 'bool' },
+    sock_priority: { type: 'int', min: 0 },
+    acceptor_backlog: { type: 'int', min: 0 },
+    abort_timeout_sec: { type: 'int', min: 0 },
+    no_wr_batching: { type: 'bool' },
+    control_msg_num: { type: 'int', min: 0 },
+    acceptor_poll_rate: { type: 'int', min: 0 },
+    ack_timeout: { type: 'int', min: 0 },
+    data_wr_pool_size: { type: 'int', min: 0 },
+    disable_command_passthru: { type: 'bool' },
+    kas: { type: 'int', min: 0 },
+    min_kato: { type: 'int', min: 0 },
   }, (p) => wrap(() => { nvmf().createTransport(p); return true; }), { help: 'Create the VFIOUSER transport' });
 
   rpc.register('nvmf_create_subsystem', {
@@ -57,7 +80,13 @@ export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager
   }, (p) => {
     const ns = p.namespace;
     for (const k of Object.keys(ns)) {
-      if (!['bdev_name', 'nsid', 'uuid', 'nguid', 'eui64', 'ptpl_file'].includes(k)) throw invalidParams(`namespace: unknown field '${k}'`);
+      if (!['bdev_name', 'nsid', 'uuid', 'nguid', 'eui64', 'ptpl_file', 'anagrpid', 'no_auto_visible', 'hide_metadata'].includes(k)) {
+        throw invalidParams(`namespace: unknown field '${k}'`);
+      }
+    }
+    // rpc.py always sends these two (false); vhostd has neither host-based visibility nor metadata
+    for (const k of ['no_auto_visible', 'hide_metadata']) {
+      if (ns[k] !== undefined && ns[k] !== false) throw invalidParams(`namespace: ${k}=true is not supported by vhostd: omit it`);
     }
     const bdev = str(ns, 'bdev_name', 'namespace')!;
     const nsid = ns.nsid;
@@ -68,7 +97,10 @@ export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager
   rpc.register('nvmf_subsystem_add_listener', {
     nqn: { type: 'string', required: true },
     listen_address: { type: 'object', required: true, desc: '{trtype: VFIOUSER, traddr: DIR, trsvcid: "0"}' },
+    secure_channel: { type: 'bool', desc: 'TLS for TCP: rpc.py always sends it; only false is accepted' },
+    tgt_name: { type: 'string' },
   }, (p) => {
+    if (p.secure_channel) throw invalidParams('secure_channel is a TCP (TLS) option: not supported for VFIOUSER listeners');
     const a = p.listen_address;
     const trtype = str(a, 'trtype', 'listen_address')!, traddr = str(a, 'traddr', 'listen_address')!;
     const trsvcid = str(a, 'trsvcid', 'listen_address', false), adrfam = str(a, 'adrfam', 'listen_address', false);
