@@ -86,6 +86,17 @@ describe.skipIf(!!reason)('SPDK rpc.py against vhostd', () => {
     await py('nvmf_delete_subsystem', 'nqn.2019-07.io.spdk:cnode9');
   });
 
+  it('builds a vhost-user-scsi controller with a target and takes it apart', async () => {
+    await py('bdev_malloc_create', '-b', 'S0', '16', '512');
+    await py('vhost_create_scsi_controller', '--cpumask', '0x1', 'scsi.rpcpy');
+    expect((await py('vhost_scsi_controller_add_target', 'scsi.rpcpy', '-1', 'S0')).trim()).toBe('0');
+    const [c] = JSON.parse(await py('vhost_get_controllers', '-n', 'scsi.rpcpy'));
+    expect(c.backend_specific.scsi[0].luns[0].bdev_name).toBe('S0');
+    await py('vhost_scsi_controller_remove_target', 'scsi.rpcpy', '0');
+    await py('vhost_delete_controller', 'scsi.rpcpy');
+    await py('bdev_malloc_delete', 'S0');
+  });
+
   it('shows vhostd errors through rpc.py', async () => {
     const r = await rpcpy(d.sock, 'bdev_malloc_delete', 'ghost');
     expect(r.code).toBe(1);
