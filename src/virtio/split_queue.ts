@@ -297,8 +297,12 @@ export class SplitQueue {
     if (this.eventIdx && this.pollMode) this.used16[this.availEventIdx] = (this.lastAvail + 0x7fff) & 0xffff;
   }
 
-  /** Before sleeping: ask for a kick on the next request. Returns false if requests are already pending. */
+  /**
+   * Before sleeping: ask for a kick on the next request, and send an interrupt coalescing
+   * still holds back. Returns false if requests are already pending.
+   */
   enableKicks(): boolean {
+    if (this.signalPending) this.signalNow();
     this.pollMode = false;
     if (this.eventIdx) Atomics.store(this.used16, this.availEventIdx, this.lastAvail);
     else Atomics.store(this.used16, 0, Atomics.load(this.used16, 0) & ~VRING_USED_F_NO_NOTIFY);

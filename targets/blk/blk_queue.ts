@@ -133,12 +133,7 @@ export class BlkQueue implements Poller, BdevIoSink {
   }
 
   wakeFds(): number[] { return [this.spec.kickFd]; }
-  armInterrupt(): boolean {
-    // an interrupt held back by coalescing goes out before the reactor sleeps
-    if (this.vq.signalPending) this.vq.signalNow();
-    eventfdDrain(this.spec.kickFd);
-    return this.vq.enableKicks();
-  }
+  armInterrupt(): boolean { eventfdDrain(this.spec.kickFd); return this.vq.enableKicks(); }
   disarmInterrupt(): void { this.vq.suppressKicks(); }
 
   private fail(why: string): void {

@@ -32,12 +32,13 @@ registerOp('blk.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, repl
   const q = queues.get(k);
   if (!q) { reply(null); return; }
   const done = () => {
+    if (q.vq.signalPending) q.vq.signalNow(); // an interrupt coalescing held back: the guest gets it
     queues.delete(k);
     r.removePoller(q);
     r.closeChannel(q.spec.bdev.name);
     reply({ lastAvail: q.lastAvail, counters: q.counters });
   };
-  if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); if (q.vq.signalPending) q.vq.signalNow(); done(); return; }
+  if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); done(); return; }
   q.stopping = true;
   q.onDrained = done;
 });

@@ -183,12 +183,7 @@ abstract class QueueBase implements Poller {
   abstract get inFlight(): number;
 
   wakeFds(): number[] { return [this.spec.kickFd]; }
-  armInterrupt(): boolean {
-    // an interrupt held back by coalescing goes out before the reactor sleeps
-    if (this.vq.signalPending) this.vq.signalNow();
-    eventfdDrain(this.spec.kickFd);
-    return this.vq.enableKicks();
-  }
+  armInterrupt(): boolean { eventfdDrain(this.spec.kickFd); return this.vq.enableKicks(); }
   disarmInterrupt(): void { this.vq.suppressKicks(); }
 
   protected fail(why: string): void {

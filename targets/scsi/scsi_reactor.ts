@@ -119,13 +119,14 @@ registerOp('scsi.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, rep
   const q = queues.get(k);
   if (!q) { reply(null); return; }
   const done = () => {
+    if (q.vq.signalPending) q.vq.signalNow(); // an interrupt coalescing held back: the guest gets it
     queues.delete(k);
     r.removePoller(q);
     const st = states.get(a.ctrlr);
     if (st) release(r, st);
     reply({ lastAvail: q.lastAvail, counters: q.counters, tmfs: q instanceof ScsiControlQueue ? q.tmfs : undefined });
   };
-  if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); if (q.vq.signalPending) q.vq.signalNow(); done(); return; }
+  if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); done(); return; }
   q.stopping = true;
   q.onDrained = done;
 });

@@ -422,6 +422,13 @@ describe('SplitQueue notifications', () => {
     q.signalNow();
     expect(q.signalPending).toBe(false);
     expect(eventfdCount(callFd)).toBe(1);
+    // enableKicks (the reactor is about to sleep) sends an interrupt still held back
+    q.pushUsed(1, 1); q.flush();
+    expect(q.signalPending).toBe(true);
+    q.enableKicks();
+    expect(q.signalPending).toBe(false);
+    expect(eventfdCount(callFd)).toBe(1);
+    q.suppressKicks();
     // back off: every flush notifies again, and a pending interrupt is sent at once
     q.pushUsed(1, 1); q.flush();
     q.setCoalescing({ delayBaseUs: 0, iopsThreshold: 0 });
