@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startDaemon } from "./spawn-target.js";
-import type { DriverEnv, TargetDriver } from "./target.js";
+import type { DriverEnv, TargetDriver, TargetInstance } from "./target.js";
 
 type Bdev = { method: string; params: Record<string, unknown> };
 
@@ -71,6 +71,16 @@ function nvmeConfig(b: Bdev, traddr: string, transport: Record<string, boolean>)
   };
 }
 
+/** Writes `cfg` as the config of a vhostd pinned to reactor 0 (sockets in DIR/sock) and waits for `socket`. */
+async function startVhostd(env: DriverEnv, dir: string, name: string, cfg: object, socket: string): Promise<TargetInstance> {
+  const cli = join(env.repoRoot, "dist/src/cli/vhostd.js");
+  if (!existsSync(cli)) throw new Error(`${name}: ${cli} not found (vhostd not built yet? run npx tsc -p .)`);
+  const file = join(dir, "config.json");
+  writeFileSync(file, JSON.stringify(cfg, null, 1));
+  const argv = [process.execPath, cli, "-m", "0x1", "-r", join(dir, "rpc.sock"), "-S", join(dir, "sock"), "-c", file];
+  return startDaemon(env, dir, name, argv, socket, 20_000);
+}
+
 /** vhostd-nvme-{null,malloc}[-shadow|-trap]: the same bdevs as vhostd-null/-malloc behind an emulated NVMe controller. */
 export function vhostdNvme(env: DriverEnv, name: string): TargetDriver {
   const m = NVME_TARGET_RE.exec(name);
@@ -80,14 +90,9 @@ export function vhostdNvme(env: DriverEnv, name: string): TargetDriver {
   return {
     name,
     start: async (dir) => {
-      const cli = join(env.repoRoot, "dist/src/cli/vhostd.js");
-      if (!existsSync(cli)) throw new Error(`${name}: ${cli} not found (vhostd not built yet? run npx tsc -p .)`);
-      const sockDir = join(dir, "sock");
-      mkdirSync(join(sockDir, "nvme"), { recursive: true });
-      const cfg = join(dir, "config.json");
-      writeFileSync(cfg, JSON.stringify(nvmeConfig(bdev, join(sockDir, "nvme"), transport), null, 1));
-      const argv = [process.execPath, cli, "-m", "0x1", "-r", join(dir, "rpc.sock"), "-S", sockDir, "-c", cfg];
-      const inst = await startDaemon(env, dir, name, argv, join(sockDir, "nvme", "cntrl"), 20_000);
+      const nvmeDir = join(dir, "sock", "nvme");
+      mkdirSync(nvmeDir, { recursive: true });
+      const inst = await startVhostd(env, dir, name, nvmeConfig(bdev, nvmeDir, transport), join(nvmeDir, "cntrl"));
       return { ...inst, client: "nvme-load" as const };
     },
   };
@@ -99,14 +104,8 @@ export function vhostd(env: DriverEnv, name: string, bdevOverride?: Bdev): Targe
   return {
     name,
     start: async (dir) => {
-      const cli = join(env.repoRoot, "dist/src/cli/vhostd.js");
-      if (!existsSync(cli)) throw new Error(`${name}: ${cli} not found (vhostd not built yet? run npx tsc -p .)`);
-      const sockDir = join(dir, "sock");
-      mkdirSync(sockDir);
-      const cfg = join(dir, "config.json");
-      writeFileSync(cfg, JSON.stringify(config(bdev, kind.scsi), null, 1));
-      const argv = [process.execPath, cli, "-m", "0x1", "-r", join(dir, "rpc.sock"), "-S", sockDir, "-c", cfg];
-      const inst = await startDaemon(env, dir, name, argv, join(sockDir, "vhost.0"), 20_000);
+      mkdirSync(join(dir, "sock"));
+      const inst = await startVhostd(env, dir, name, config(bdev, kind.scsi), join(dir, "sock", "vhost.0"));
       return kind.scsi ? { ...inst, loadArgs: ["--type", "scsi"] } : inst;
     },
   };
