@@ -147,6 +147,16 @@ abstract class QueueBase implements Poller {
   /** Of those, heads run again (or, on the event queue, buffers reused). */
   resubmitted = 0;
 
+  /** Runs `list` (recovered heads, oldest first) through `q.handle` until the ring breaks; returns its length. */
+  protected rerun(list: number[], q: { handle(head: number): void }): number {
+    for (let i = 0; i < list.length; i++) {
+      q.handle(list[i]);
+      this.resubmitted++;
+      if (this.vq.broken !== null) { this.fail(this.vq.broken); break; }
+    }
+    return list.length;
+  }
+
   constructor(kind: string, readonly spec: ScsiQueueSpec, segsPerHead: number) {
     this.name = `scsi:${spec.ctrlr}:${kind}${spec.qid}`;
     this.mem = new GuestMemory(spec.mem);
@@ -249,12 +259,7 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
     const list = this.recoveredHeads;
     if (list === null) return 0;
     this.recoveredHeads = null;
-    for (let i = 0; i < list.length; i++) {
-      this.handle(list[i]);
-      this.resubmitted++;
-      if (this.vq.broken !== null) { this.fail(this.vq.broken); break; }
-    }
-    return list.length;
+    return this.rerun(list, this);
   }
 
   poll(): number {
@@ -489,12 +494,7 @@ export class ScsiControlQueue extends QueueBase {
     const list = this.recoveredHeads;
     if (list === null || this.holding) return 0;
     this.recoveredHeads = null;
-    for (let i = 0; i < list.length; i++) {
-      this.handle(list[i]);
-      this.resubmitted++;
-      if (this.vq.broken !== null) { this.fail(this.vq.broken); break; }
-    }
-    return list.length;
+    return this.rerun(list, this);
   }
 
   poll(): number {
