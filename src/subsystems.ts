@@ -5,6 +5,7 @@ import { nvmfSubsystem } from './rpc/methods/nvmf.js';
 import type { AppContext, Subsystem } from './app.js';
 import { MethodRegistry } from './rpc/registry.js';
 import { registerBdevMethods } from './rpc/methods/bdev.js';
+import { qosConfigCalls } from '../bdev/qos/qos.js';
 import { registerVhostMethods, registerVhostScsiMethods } from './rpc/methods/vhost.js';
 
 export interface SubsystemEntry {
@@ -19,7 +20,8 @@ export const bdevSubsystem: SubsystemEntry = {
   name: 'bdev',
   create: (ctx) => ({
     name: 'bdev', dependsOn: [],
-    configCalls: () => ctx.bdevs.list().map((b) => b.configCall()),
+    // as SPDK: each bdev's creation call, then its QoS limits
+    configCalls: () => ctx.bdevs.list().flatMap((b) => [b.configCall(), ...qosConfigCalls(b)]),
   }),
   register: (rpc) => registerBdevMethods(rpc),
 };

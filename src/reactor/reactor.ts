@@ -75,10 +75,11 @@ export class Reactor {
     if (e) { e.refs++; return e.ch; }
     const ch = openChannel(spec, this.index);
     this.channels.set(spec.name, { ch, refs: 1 });
-    if (ch.poll !== BdevChannel.prototype.poll) {
-      const fds = ch.wakeFds();
-      this.addPoller({ name: `bdev:${spec.name}`, poll: () => ch.poll(), wakeFds: () => fds,
-        armInterrupt: () => ch.canSleep(), disarmInterrupt: () => {} });
+    // the module's completions and the layer's QoS queue (see bdev/qos)
+    if (ch.poll !== BdevChannel.prototype.poll || ch.qos !== null) {
+      const fds = ch.wakeFdsAll();
+      this.addPoller({ name: `bdev:${spec.name}`, poll: () => ch.pollAll(), wakeFds: () => fds,
+        armInterrupt: () => ch.canSleepAll(), disarmInterrupt: () => {} });
     }
     return ch;
   }
@@ -89,7 +90,7 @@ export class Reactor {
     this.channels.delete(name);
     const p = this.pollers.find((x) => x.name === `bdev:${name}`);
     if (p) this.removePoller(p);
-    e.ch.destroy();
+    e.ch.closeAll();
   }
 
   emit(event: string, data: unknown): void { this.port.postMessage({ event, data } satisfies M.ReactorEvent); }
@@ -150,7 +151,7 @@ export class Reactor {
         if (woken) lastWork = windowStart;
       }
     }
-    for (const { ch } of this.channels.values()) ch.destroy();
+    for (const { ch } of this.channels.values()) ch.closeAll();
   }
 
   private runTimed(now: number): void {
