@@ -5,7 +5,7 @@
 // than ever before. Nothing is allocated per I/O.
 import { BdevIo } from '../bdev_io.js';
 import { IoStatus, IoType } from '../types.js';
-import { QosBucket } from './qos_bucket.js';
+import { QosBucket, monoMs } from './qos_bucket.js';
 import { closeQuiet, eventfdDrain, timerfd, timerfdArm } from '../../native/libc.js';
 
 /** What the queue needs from its channel. */
@@ -88,7 +88,10 @@ export class QosQueue {
     const t = io.type;
     if (t !== IoType.READ && t !== IoType.WRITE) return false;
     const ring = t === IoType.READ ? this.reads : this.writes;
-    if (ring.count === 0 && this.bucket.take(t === IoType.READ, io.numBlocks * this.host.blockSize)) return false;
+    if (ring.count === 0) {
+      if (this.bucket.take(t === IoType.READ, io.numBlocks * this.host.blockSize)) return false;
+      this.bucket.markDry();
+    }
     if (!ring.push(io, this.seq++)) { this.host.complete(io, IoStatus.NOMEM); return true; }
     this.dirty = true;
     return true;
@@ -98,7 +101,7 @@ export class QosQueue {
   poll(): number {
     if (this.reads.count + this.writes.count === 0) return 0;
     if (Atomics.load(this.on, 0) === 0) return this.releaseAll();
-    if (++this.polls % CLOCK_EVERY === 0) this.bucket.refill(Date.now());
+    if (++this.polls % CLOCK_EVERY === 0) this.bucket.refill(monoMs());
     const gen = this.bucket.generation;
     if (gen === this.seenGen && !this.dirty) return 0;
     this.seenGen = gen;
@@ -116,6 +119,7 @@ export class QosQueue {
       if (!useRead && !useWrite) return n;
       const ring = useRead ? r : w, io = ring.peek();
       if (!bucket.take(useRead, io.numBlocks * bs)) {
+        bucket.markDry();
         if (useRead) readOk = false; else writeOk = false;
         continue;
       }
