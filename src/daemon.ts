@@ -9,6 +9,7 @@ import { ConfigPersister } from './config/persist.js';
 import { nvmfOf } from './rpc/methods/nvmf.js';
 import { VERSION } from './app.js';
 import { BdevRegistry } from '../bdev/registry.js';
+import { ctrlIo } from '../bdev/ctrl_io.js';
 import { logger, setLogFlag, setLogLevel, Level } from './log.js';
 import { rpcMethods, MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
@@ -110,6 +111,7 @@ export async function runDaemon(opts: DaemonOptions, onExit: (code: number) => v
 
 async function startApp(opts: DaemonOptions, pool: ReactorPool, onExit: (code: number) => void): Promise<App> {
   const app = new App(opts, rpcMethods, pool, onExit);
+  ctrlIo.attach(pool, app.bdevs);
   registerFrameworkMethods(rpcMethods);
   registerLogMethods(rpcMethods);
   for (const s of SUBSYSTEMS) {
