@@ -9,6 +9,7 @@ import { MethodRegistry } from '../registry.js';
 import { registerBdevFileMethods } from './bdev_file.js';
 import { registerBdevDelayMethods } from './bdev_delay.js';
 import { registerQosMethods } from '../../../bdev/qos/qos_rpc.js';
+import { registerImportMethods } from '../../../bdev/image/import_rpc.js';
 import { RpcCode, RpcError, invalidParams } from '../errors.js';
 import { Params } from '../params.js';
 import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev-info.js';
@@ -85,6 +86,7 @@ export function registerBdevMethods(reg: MethodRegistry): void {
   registerBdevFileMethods(reg);
   registerBdevDelayMethods(reg);
   registerQosMethods(reg);
+  registerImportMethods(reg);
   const mallocSchema = {
     name: { type: 'string', desc: 'bdev name; default Malloc<N>' },
     ...geometry,
