@@ -24,6 +24,8 @@ export interface ChunkTask {
   offset: number;
   length: number;
   granule: number;
+  /** A buffer of at least ceil(length / granule) + length bytes to fill (recycled by the caller). */
+  buf?: ArrayBuffer;
 }
 
 const HEADER_READ = 65536;
@@ -60,8 +62,9 @@ function l2Table(fd: number, t: ChunkTask, h: Qcow2Header, off: number): Buffer 
 
 function chunk(t: ChunkTask): ArrayBuffer {
   const ngran = Math.ceil(t.length / t.granule);
-  const out = new ArrayBuffer(ngran + t.length);
+  const out = t.buf && t.buf.byteLength >= ngran + t.length ? t.buf : new ArrayBuffer(ngran + t.length);
   const flags = new Uint8Array(out, 0, ngran), data = Buffer.from(out, ngran, t.length);
+  if (out === t.buf) data.fill(0);   // a recycled buffer: holes and unallocated clusters must read as zero
   const fd = openSync(t.filename, 'r');
   try {
     if (t.format === 'raw') {

@@ -152,6 +152,7 @@ export class ImageImporter {
     const cover = info.qcow2 ? info.qcow2.clusterSize * (info.qcow2.clusterSize / 8) : 0;
     let failed: Error | null = null;
     const inflight = new Set<Promise<void>>();
+    const buffers: ArrayBuffer[] = [];   // chunk buffers back from the workers, sent out again (no fresh pages per chunk)
     for (let off = 0; off < total && !failed; off += chunk) {
       const length = Math.min(chunk, total - off);
       const task: ChunkTask = { kind: 'chunk', job: job.id, filename: job.filename, format: info.format, offset: off, length,
@@ -161,7 +162,10 @@ export class ImageImporter {
         task.l1Base = Math.floor(off / cover);
         task.l1 = info.l1!.slice(task.l1Base, Math.floor((Math.min(off + length, info.size) - 1) / cover) + 1);
       }
-      const p: Promise<void> = pool.run(task).then((buf: ArrayBuffer) => this.store(job, off, length, buf))
+      const spare = buffers.pop();
+      if (spare) task.buf = spare;
+      const p: Promise<void> = pool.run(task, spare ? { transferList: [spare] } : {})
+        .then((buf: ArrayBuffer) => this.store(job, off, length, buf).then(() => { buffers.push(buf); }))
         .catch((e: Error) => { failed ??= e; })
         .finally(() => inflight.delete(p));
       inflight.add(p);

@@ -111,7 +111,7 @@ describe.skipIf(!hasQemuImg)('bdev_import_image through the daemon', () => {
     writeFileSync(cut, readFileSync(join(dir, 'comp.qcow2')).subarray(0, statSync(join(dir, 'comp.qcow2')).size >> 1));
     // a backing file, encryption, too big for the bdev
     qemuImg('create', '-f', 'qcow2', '-b', join(dir, 'v3.qcow2'), '-F', 'qcow2', join(dir, 'backed.qcow2'));
-    qemuImg('create', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=s0',
+    qemuImg('create', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10',
       join(dir, 'enc.qcow2'), '4M');
     qemuImg('create', '-f', 'qcow2', join(dir, 'big.qcow2'), '1G');
     writeFileSync(join(dir, 'junk.img'), Buffer.from('not an image at all'));
