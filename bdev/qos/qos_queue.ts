@@ -72,6 +72,8 @@ export class QosQueue {
   /** An I/O was queued since the last release attempt (it may fit in the budget left). */
   private dirty = false;
   private tfd = -1;
+  /** The timerfd was armed (drained before the next sleep; no syscall for channels without waiters). */
+  private armed = false;
 
   constructor(sab: SharedArrayBuffer, private readonly host: QosHost) {
     this.bucket = new QosBucket(sab);
@@ -149,11 +151,12 @@ export class QosQueue {
 
   /** Before the reactor sleeps: with I/Os waiting, wake it at the next slice; false = don't sleep. */
   canSleep(): boolean {
-    if (this.tfd >= 0) eventfdDrain(this.tfd);
+    if (this.armed) { eventfdDrain(this.tfd); this.armed = false; }
     if (this.reads.count + this.writes.count === 0) return true;
     if (Atomics.load(this.on, 0) === 0 || this.tfd < 0) return false;
     this.dirty = true;   // re-check the budget on waking even if no refill happened elsewhere
     timerfdArm(this.tfd, 1);
+    this.armed = true;
     return true;
   }
 
