@@ -2,6 +2,7 @@
 // first from /proc/net/unix (no side effect on the listener), else with one non-blocking
 // connect that is closed at once.
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { koffi, libc } from './koffi.js';
 import { closeQuiet } from './libc.js';
 import { errnoName } from './errors.js';
@@ -38,13 +39,17 @@ const SO_ACCEPTCON = 0x10000;
 
 /** Whether /proc/net/unix (this network namespace) shows a listening socket bound to `path`. */
 function listedAsListening(path: string): boolean {
+  const abs = resolve(path);
   let text: string;
   try { text = readFileSync('/proc/net/unix', 'utf8'); } catch { return false; }
   // Num RefCount Protocol Flags Type St Inode Path
   for (const line of text.split('\n')) {
-    if (!line.endsWith(path)) continue;
+    if (!line.endsWith(path)) continue;   // abs ends with path too
     const f = line.trim().split(/\s+/);
-    if (f.length >= 8 && f.slice(7).join(' ') === path && (parseInt(f[3], 16) & SO_ACCEPTCON) !== 0) return true;
+    if (f.length < 8 || (parseInt(f[3], 16) & SO_ACCEPTCON) === 0) continue;
+    const bound = f.slice(7).join(' ');
+    // a relative name was bound relative to its binder's working directory: compare both forms
+    if (bound === path || bound === abs) return true;
   }
   return false;
 }

@@ -251,8 +251,9 @@ describe('the controller socket path', () => {
 
   it('replaces a stale socket, refuses one another process listens on', async () => {
     const stale = join(dir, 'stale.0');
-    const py = spawnSync('python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])', stale]);
-    expect(py.status, String(py.stderr)).toBe(0);
+    // a process that dies listening leaves its socket file behind
+    const gone = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(process.argv[1], () => process.kill(process.pid, 'SIGKILL'))`, stale]);
+    expect(gone.signal, String(gone.stderr)).toBe('SIGKILL');
     expect(statSync(stale).isSocket()).toBe(true);
     expect(await ok(sock(), 'vhost_create_blk_controller', { ctrlr: 'stale.0', dev_name: 'M1' })).toBe(true);
     await new Promise<void>((res, rej) => { const c = net.connect(stale, () => { c.destroy(); res(); }); c.on('error', rej); });
