@@ -6,10 +6,8 @@ import { check } from './errors.js';
 const sys = {
   fcntlLock: libc.func('fcntl', 'int', ['int', 'int', 'void *']),
   exit: libc.func('void _exit(int status)'),
-  geteuid: libc.func('uint32_t geteuid()'),
   getpwnam: libc.func('getpwnam', 'void *', ['const char *']),
   getgrnam: libc.func('getgrnam', 'void *', ['const char *']),
-  getpwuid: libc.func('getpwuid', 'void *', ['uint32_t']),
 };
 
 // struct passwd / struct group on LP64 Linux: two pointers, then uid_t/gid_t
@@ -43,8 +41,6 @@ export function exitNow(code: number): never {
   throw new Error('unreachable');
 }
 
-export function geteuid(): number { return sys.geteuid(); }
-
 /** uid and login group of a user name, or null when NSS does not know it. */
 export function lookupUser(name: string): { uid: number; gid: number } | null {
   const p = sys.getpwnam(name);
@@ -56,10 +52,4 @@ export function lookupUser(name: string): { uid: number; gid: number } | null {
 export function lookupGroup(name: string): number | null {
   const g = sys.getgrnam(name);
   return g ? (koffi.decode(g, Group) as { gid: number }).gid : null;
-}
-
-/** Name of a uid, or null. */
-export function userName(uid: number): string | null {
-  const p = sys.getpwuid(uid);
-  return p ? (koffi.decode(p, Passwd) as { name: string }).name : null;
 }
