@@ -13,6 +13,7 @@ import { rpcMethods, MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
 import { registerFrameworkMethods } from './rpc/methods/framework.js';
 import { registerLogMethods } from './rpc/methods/log.js';
+import { registerCpuLockMethods } from './rpc/methods/cpu_locks.js';
 import { SUBSYSTEMS } from './subsystems.js';
 import { applyConfig, ConfigEntry, planConfig, readConfigFile } from './config/load.js';
 import type { DaemonOptions } from './cli/vhostd-args.js';
@@ -43,7 +44,7 @@ export class App implements AppContext {
   private stopping: Promise<void> | null = null;
 
   constructor(readonly opts: DaemonOptions, readonly rpc: MethodRegistry, pool: ReactorPool,
-    private readonly onStopped: (code: number) => void, private readonly locks: HeldLock[] = []) {
+    private readonly onStopped: (code: number) => void, private cpuLocks: HeldLock[] = [], private rpcLock: HeldLock | null = null) {
     this.reactors = pool;
     this.vhost = new VhostManager(pool, this.bdevs, opts.socketDir);
   }
@@ -84,7 +85,19 @@ export class App implements AppContext {
   }
 
   private releaseLocks(): void {
-    for (const l of this.locks.splice(0)) l.release();
+    this.disableCpuLocks();
+    this.rpcLock?.release();
+    this.rpcLock = null;
+  }
+
+  /** framework_enable_cpumask_locks: locks the reactor CPUs again (throws CpuLockError naming a holder). */
+  enableCpuLocks(): void {
+    if (this.cpuLocks.length === 0) this.cpuLocks = claimCpuLocks(this.opts.cpus, this.opts.rpcSocket);
+  }
+
+  /** framework_disable_cpumask_locks: another instance may take these CPUs. */
+  disableCpuLocks(): void {
+    for (const l of this.cpuLocks.splice(0)) l.release();
   }
 
   /** Set by runDaemon: closes the RPC server. */
@@ -124,16 +137,18 @@ export async function runDaemon(opts: DaemonOptions, onExit: (code: number) => v
   checkCpus(opts);
   checkPaths(opts);
   setControllerSocketAccess(resolveSocketAccess(opts));
-  const locks = opts.disableCpumaskLocks ? [] : claimCpuLocks(opts.cpus, opts.rpcSocket);
+  const cpuLocks = opts.disableCpumaskLocks ? [] : claimCpuLocks(opts.cpus, opts.rpcSocket);
+  let rpcLock: HeldLock | null = null;
   let pool: ReactorPool;
   try {
-    locks.push(lockRpcSocket(opts.rpcSocket));
+    rpcLock = lockRpcSocket(opts.rpcSocket);
     pool = await ReactorPool.start(opts.cpus, { idleSleepMs: opts.idleSleepMs }).catch((e) => { throw reactorStartError(e, opts); });
   } catch (e) {
-    for (const l of locks) l.release();
+    for (const l of cpuLocks) l.release();
+    rpcLock?.release();
     throw e;
   }
-  const app = new App(opts, rpcMethods, pool, onExit, locks);
+  const app = new App(opts, rpcMethods, pool, onExit, cpuLocks, rpcLock);
   try {
     await startApp(app);
     return app;
@@ -155,6 +170,7 @@ async function startApp(app: App): Promise<void> {
   const opts = app.opts;
   registerFrameworkMethods(rpcMethods);
   registerLogMethods(rpcMethods);
+  registerCpuLockMethods(rpcMethods, app);
   for (const s of SUBSYSTEMS) {
     app.subsystems.push(s.create(app));
     s.register(rpcMethods, app);

@@ -4,6 +4,11 @@ import { join } from 'node:path';
 import { HeldLock, lockFile } from './lock_file.js';
 import { StartupError } from './errors.js';
 
+/** A CPU another process holds; `holder` says which, for the RPC form of the message. */
+export class CpuLockError extends StartupError {
+  constructor(readonly holder: string, message: string) { super(message); }
+}
+
 /** Where the lock files live: /var/tmp, or VHOSTD_CPU_LOCK_DIR (tests use a private one). */
 export function cpuLockDir(): string { return process.env.VHOSTD_CPU_LOCK_DIR || '/var/tmp'; }
 
@@ -24,8 +29,9 @@ export function claimCpuLocks(cpus: number[], rpcSocket: string): HeldLock[] {
       }
       if ('held' in r) { held.push(r.held); continue; }
       const h = r.holder;
-      const who = `another vhostd (pid ${h.pid > 0 ? h.pid : 'unknown'}${h.rpcSocket ? `, RPC socket ${h.rpcSocket}` : ''})`;
-      throw new StartupError(`CPU ${cpu} is already used by ${who}; this instance stopped before changing anything. ` +
+      const who = `CPU ${cpu} is already used by another vhostd (pid ${h.pid > 0 ? h.pid : 'unknown'}` +
+        `${h.rpcSocket ? `, RPC socket ${h.rpcSocket}` : ''})`;
+      throw new CpuLockError(who, `${who}; this instance stopped before changing anything. ` +
         `Stop that one first${h.rpcSocket ? ` (vhostctl -s ${h.rpcSocket} spdk_kill_instance SIGTERM)` : ''}, ` +
         'or run this one on other CPUs (-m) with its own -r and -S; --disable-cpumask-locks lets two instances share CPUs');
     }

@@ -125,6 +125,34 @@ describe('a second vhostd next to a running one', () => {
   }, 90_000);
 });
 
+describe('framework_disable_cpumask_locks / framework_enable_cpumask_locks', () => {
+  it('releases the CPUs to another instance and takes them back once it is gone', async () => {
+    const dir = tmpDir();
+    const locks = join(dir, 'locks');
+    mkdirSync(locks);
+    const a = spawnVhostd(['-r', join(dir, 'a.sock'), '-S', dir], locks);
+    await started(a);
+    let b: Proc | undefined;
+    try {
+      expect(readdirSync(locks)).toEqual(['vhostd_cpu_lock_000']);
+      expect(await ok(join(dir, 'a.sock'), 'framework_disable_cpumask_locks')).toBe(true);
+      expect(readdirSync(locks)).toEqual([]);
+      b = spawnVhostd(['-r', join(dir, 'b.sock'), '-S', dir], locks);
+      await started(b);
+      const r = await rpc(join(dir, 'a.sock'), 'framework_enable_cpumask_locks');
+      expect(r.error?.code).toBe(-16);
+      expect(r.error?.message).toMatch(new RegExp(`cannot lock the reactor CPUs: CPU 0 is already used by another vhostd \\(pid ${b.proc.pid}, RPC socket ${dir}/b\\.sock\\)`));
+      expect(await stop(b)).toBe(0);
+      expect(await ok(join(dir, 'a.sock'), 'framework_enable_cpumask_locks')).toBe(true);
+      expect(JSON.parse(readFileSync(join(locks, 'vhostd_cpu_lock_000'), 'utf8')).pid).toBe(a.proc.pid);
+    } finally {
+      if (b) await stop(b);
+      expect(await stop(a)).toBe(0);
+    }
+    expect(readdirSync(locks)).toEqual([]);
+  }, 60_000);
+});
+
 describe('failed starts exit at once with a non-zero code', () => {
   it('a config entry failing after a controller exists: exit 1 within 2 s, nothing left behind, CPU free again', async () => {
     const dir = tmpDir();
