@@ -1,19 +1,19 @@
 // The daemon: builds the App (AppContext), loads -c config, serves RPC, shuts down on signals.
 import { statSync } from 'node:fs';
-import type { AppContext, AppState, Subsystem } from './app.js';
+import type { AppContext, AppState, Subsystem } from './framework/app_context.js';
 import { ReactorPool } from './reactor/pool.js';
-import { VhostManager } from './vhost/manager.js';
+import { VhostManager } from '../targets/vhost/vhost_manager.js';
 import { startMetricsServer } from './metrics.js';
 import { defaultConfig, printAttachHelp } from './default_config.js';
 import { ConfigPersister } from './config/persist.js';
-import { nvmfOf } from './rpc/methods/nvmf.js';
-import { VERSION } from './app.js';
+import { nvmfOf } from '../targets/nvme/nvmf_rpc.js';
+import { VERSION } from './framework/app_context.js';
 import { BdevRegistry } from '../bdev/registry.js';
 import { logger, setLogFlag, setLogLevel, Level } from './log.js';
 import { rpcMethods, MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
-import { registerFrameworkMethods } from './rpc/methods/framework.js';
-import { registerLogMethods } from './rpc/methods/log.js';
+import { registerFrameworkMethods } from './app_rpc.js';
+import { registerLogMethods } from './framework/log_rpc.js';
 import { SUBSYSTEMS } from './subsystems.js';
 import { applyConfig, ConfigEntry, planConfig, readConfigFile } from './config/load.js';
 import type { DaemonOptions } from './cli/vhostd-args.js';

@@ -1,11 +1,11 @@
 // HOOK LIST: every subsystem of the daemon. Each entry builds the Subsystem that
 // framework_get_config/save_config read, and registers that subsystem's RPC methods.
 // vhost_blk / vhost_scsi (and later nvmf-like targets) are added by appending an entry here.
-import { nvmfSubsystem } from './rpc/methods/nvmf.js';
-import type { AppContext, Subsystem } from './app.js';
+import { nvmfSubsystem } from '../targets/nvme/nvmf_rpc.js';
+import type { AppContext, Subsystem } from './framework/app_context.js';
 import { MethodRegistry } from './rpc/registry.js';
-import { registerBdevMethods } from './rpc/methods/bdev.js';
-import { registerVhostMethods, registerVhostScsiMethods } from './rpc/methods/vhost.js';
+import { registerBdevMethods } from '../bdev/bdev_rpc.js';
+import { registerVhostMethods, registerVhostScsiMethods } from '../targets/vhost/vhost_rpc.js';
 
 export interface SubsystemEntry {
   readonly name: string;

@@ -1,7 +1,7 @@
 // vhostd entry point.
 import { parseDaemonArgs, USAGE, UsageError } from './vhostd-args.js';
 import { runDaemon } from '../daemon.js';
-import { VERSION } from '../app.js';
+import { VERSION } from '../framework/app_context.js';
 import { ConfigError } from '../config/load.js';
 import { SocketInUseError } from '../rpc/socket-path.js';
 

@@ -3,7 +3,7 @@
 import { Worker, MessageChannel, MessagePort } from 'node:worker_threads';
 import { eventfd, eventfdSignal, closeQuiet, getpid } from '../../native/libc.js';
 import * as M from './mailbox.js';
-import { ReactorsView } from '../app.js';
+import { ReactorsView } from '../framework/app_context.js';
 import { formatCpumask } from '../cpumask.js';
 import { logger } from '../log.js';
 

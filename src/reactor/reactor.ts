@@ -188,7 +188,7 @@ export class Reactor {
 async function main(): Promise<void> {
   const { init, port } = workerData as { init: M.ReactorInit; port: MessagePort };
   // Targets and bdev modules register their reactor-side parts on import.
-  await import('./reactor_modules.js');
+  await import('../reactor_modules.js');
   const r = new Reactor(init, port);
   port.postMessage({ event: 'ready', data: { index: r.index, tid: r.tid } } satisfies M.ReactorEvent);
   r.run();

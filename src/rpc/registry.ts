@@ -1,6 +1,6 @@
 // The RPC method table: name → schema, handler and the app states it may run in
 // (SPDK's SPDK_RPC_STARTUP/SPDK_RPC_RUNTIME masks).
-import type { AppContext, AppState } from '../app.js';
+import type { AppContext, AppState } from '../framework/app_context.js';
 import { Params, Schema, validateParams } from './params.js';
 import { logger } from '../log.js';
 

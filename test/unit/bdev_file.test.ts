@@ -10,9 +10,9 @@ import { BdevRegistry, BdevError } from '../../bdev/registry.js';
 import { ERRNO } from '../../native/errors.js';
 import { IoStatus, IoType } from '../../bdev/types.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
-import { registerBdevMethods } from '../../src/rpc/methods/bdev.js';
+import { registerBdevMethods } from '../../bdev/bdev_rpc.js';
 import { toRpcError } from '../../src/rpc/errors.js';
-import type { AppContext } from '../../src/app.js';
+import type { AppContext } from '../../src/framework/app_context.js';
 import { setLogSink } from '../../src/log.js';
 import { Guest, Sink, mkIo, run, openFileChannel, pattern, directDir, sparseFile, loopDevice, detachLoop } from './bdev_file_helpers.js';
 

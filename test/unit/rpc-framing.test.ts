@@ -6,8 +6,8 @@ import { RpcError } from '../../src/rpc/errors.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
 import { BdevRegistry } from '../../bdev/registry.js';
 import { NullBdev } from '../../bdev/null/null.js';
-import { registerBdevMethods } from '../../src/rpc/methods/bdev.js';
-import type { AppContext } from '../../src/app.js';
+import { registerBdevMethods } from '../../bdev/bdev_rpc.js';
+import type { AppContext } from '../../src/framework/app_context.js';
 
 const feed = (s: JsonSplitter, ...parts: string[]) => parts.flatMap((p) => {
   const r = s.push(Buffer.from(p));

@@ -1,7 +1,7 @@
 // vhost controller methods, with SPDK's names and parameters.
-import { MethodRegistry } from '../registry.js';
-import { RpcCode, RpcError } from '../errors.js';
-import { VhostError, VhostManager } from '../../vhost/manager.js';
+import { MethodRegistry } from '../../src/rpc/registry.js';
+import { RpcCode, RpcError } from '../../src/rpc/errors.js';
+import { VhostError, VhostManager } from './vhost_manager.js';
 
 const codes: Record<VhostError['code'], number> = {
   exists: RpcCode.EEXIST, not_found: RpcCode.ENODEV, busy: RpcCode.EBUSY, invalid: RpcCode.EINVAL,

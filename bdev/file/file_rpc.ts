@@ -1,12 +1,12 @@
 // File and block-device bdevs: bdev_uring_* and bdev_aio_* (SPDK v25.05 names, params and
 // results). Both serve the file through bdev/file (io_uring, else Linux AIO, else sync).
-import type { AppContext } from '../../app.js';
-import type { Bdev } from '../../../bdev/bdev.js';
-import { BdevError } from '../../../bdev/registry.js';
-import { FileBdev, FileBdevError, FileModule } from '../../../bdev/file/file.js';
-import { MethodRegistry } from '../registry.js';
-import { RpcCode, RpcError, invalidParams } from '../errors.js';
-import { Params } from '../params.js';
+import type { AppContext } from '../../src/framework/app_context.js';
+import type { Bdev } from '../bdev.js';
+import { BdevError } from '../registry.js';
+import { FileBdev, FileBdevError, FileModule } from './file.js';
+import { MethodRegistry } from '../../src/rpc/registry.js';
+import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
+import { Params } from '../../src/rpc/params.js';
 
 const U32 = 0xffffffff;
 

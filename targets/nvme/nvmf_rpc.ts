@@ -1,11 +1,11 @@
 // nvmf methods (SPDK names and parameters) for emulated NVMe controllers over vfio-user,
 // and the "nvmf" save_config subsystem.
-import type { AppContext } from '../../app.js';
-import type { SubsystemEntry } from '../../subsystems.js';
-import { MethodRegistry } from '../registry.js';
-import { RpcCode, RpcError, invalidParams } from '../errors.js';
-import { NvmfError, NvmfManager } from '../../../targets/nvme/nvmf_manager.js';
-import { ReactorPool } from '../../reactor/pool.js';
+import type { AppContext } from '../../src/framework/app_context.js';
+import type { SubsystemEntry } from '../../src/subsystems.js';
+import { MethodRegistry } from '../../src/rpc/registry.js';
+import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
+import { NvmfError, NvmfManager } from './nvmf_manager.js';
+import { ReactorPool } from '../../src/reactor/pool.js';
 
 const codes: Record<NvmfError['code'], number> = {
   exists: RpcCode.EEXIST, not_found: RpcCode.ENODEV, busy: RpcCode.EBUSY, invalid: RpcCode.EINVAL, unsupported: RpcCode.EINVAL,

@@ -1,7 +1,7 @@
 // The process-wide context that RPC methods, config loading and the CLI act on.
-import { BdevRegistry } from '../bdev/registry.js';
-import { ConfigCall } from '../bdev/bdev.js';
-import type { VhostManager } from './vhost/manager.js';
+import { BdevRegistry } from '../../bdev/registry.js';
+import { ConfigCall } from '../../bdev/bdev.js';
+import type { VhostManager } from '../../targets/vhost/vhost_manager.js';
 
 /** A group of RPC-created objects that save_config writes out (SPDK "subsystem"). */
 export interface Subsystem {

@@ -1,16 +1,16 @@
 // bdev methods: malloc/null create and delete, bdev_get_bdevs, iostat.
-import type { AppContext } from '../../app.js';
-import type { Bdev } from '../../../bdev/bdev.js';
-import { MallocBdev } from '../../../bdev/malloc/malloc.js';
-import { NullBdev } from '../../../bdev/null/null.js';
-import { resetStats } from '../../../bdev/stats.js';
-import { BdevError } from '../../../bdev/registry.js';
-import { MethodRegistry } from '../registry.js';
-import { registerBdevFileMethods } from './bdev_file.js';
-import { registerBdevDelayMethods } from './bdev_delay.js';
-import { RpcCode, RpcError, invalidParams } from '../errors.js';
-import { Params } from '../params.js';
-import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev-info.js';
+import type { AppContext } from '../src/framework/app_context.js';
+import type { Bdev } from './bdev.js';
+import { MallocBdev } from './malloc/malloc.js';
+import { NullBdev } from './null/null.js';
+import { resetStats } from './stats.js';
+import { BdevError } from './registry.js';
+import { MethodRegistry } from '../src/rpc/registry.js';
+import { registerBdevFileMethods } from './file/file_rpc.js';
+import { registerBdevDelayMethods } from './delay/delay_rpc.js';
+import { RpcCode, RpcError, invalidParams } from '../src/rpc/errors.js';
+import { Params } from '../src/rpc/params.js';
+import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev_info.js';
 
 const U32 = 0xffffffff;
 
