@@ -1,73 +1,12 @@
-// bdev methods: malloc/null create and delete, bdev_get_bdevs, iostat.
+// The bdev layer's generic methods (bdev_get_bdevs, iostat) and the "bdev" save_config
+// subsystem: every bdev writes the call that recreates it (Bdev.configCall).
 import type { AppContext } from '../src/framework/app_context.js';
+import { registerModule, registerSubsystem } from '../src/framework/module.js';
 import type { Bdev } from './bdev.js';
-import { MallocBdev } from './malloc/malloc.js';
-import { NullBdev } from './null/null.js';
 import { resetStats } from './stats.js';
-import { BdevError } from './registry.js';
 import { MethodRegistry } from '../src/rpc/registry.js';
-import { registerBdevFileMethods } from './file/file_rpc.js';
-import { registerBdevDelayMethods } from './delay/delay_rpc.js';
-import { RpcCode, RpcError, invalidParams } from '../src/rpc/errors.js';
-import { Params } from '../src/rpc/params.js';
+import { RpcCode, RpcError } from '../src/rpc/errors.js';
 import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev_info.js';
-
-const U32 = 0xffffffff;
-
-/** Params shared by bdev_malloc_create and bdev_null_create (SPDK names). */
-const geometry = {
-  uuid: { type: 'string', desc: 'UUID of the new bdev' },
-  num_blocks: { type: 'int', required: true, min: 0, desc: 'size in blocks' },
-  block_size: { type: 'int', required: true, min: 0, max: U32, desc: 'data block size in bytes' },
-  physical_block_size: { type: 'int', min: 0, max: U32 },
-  md_size: { type: 'int', min: 0, max: U32 },
-  dif_type: { type: 'int', min: 0, max: 3 },
-  dif_is_head_of_md: { type: 'bool' },
-  dif_pi_format: { type: 'int', min: 0, max: 2 },
-} as const;
-
-/** Accepts SPDK's optional params at their "off" values and refuses the features vhostd lacks. */
-function refuseUnsupported(p: Record<string, unknown>): void {
-  const off = (k: string, v: unknown, why: string) => {
-    if (p[k] !== undefined && p[k] !== v && !(v === 0 && p[k] === false)) {
-      throw new RpcError(RpcCode.EINVAL, `${k}=${JSON.stringify(p[k])} is not supported by vhostd (${why}): omit it or use ${v}`);
-    }
-  };
-  off('md_size', 0, 'no separate or interleaved metadata');
-  off('md_interleave', false, 'no metadata');
-  off('dif_type', 0, 'no protection information');
-  off('dif_is_head_of_md', false, 'no protection information');
-  off('dif_pi_format', 0, 'no protection information');
-  off('optimal_io_boundary', 0, 'no I/O boundary splitting');
-  const pbs = p.physical_block_size;
-  if (pbs !== undefined && pbs !== 0 && pbs !== p.block_size) {
-    throw new RpcError(RpcCode.EINVAL,
-      `physical_block_size=${pbs} is not supported: vhostd uses the block size (${p.block_size}) as physical block size; omit it`);
-  }
-}
-
-let mallocCounter = 0;
-function nextMallocName(ctx: AppContext): string {
-  while (ctx.bdevs.find(`Malloc${mallocCounter}`)) mallocCounter++;
-  return `Malloc${mallocCounter++}`;
-}
-
-function checkName(name: string): void {
-  if (name.length === 0) throw invalidParams(`bdev name must not be empty`);
-  if (name.length > 255) throw invalidParams(`bdev name is ${name.length} characters long: use at most 255`);
-}
-
-async function createAndRegister(ctx: AppContext, make: () => Bdev): Promise<string> {
-  const b = make();
-  try {
-    await b.prepare();
-    ctx.bdevs.register(b);
-  } catch (e) {
-    b.destroy();
-    throw e;
-  }
-  return b.name;
-}
 
 async function waitForBdev(ctx: AppContext, name: string, timeoutMs: number): Promise<Bdev | undefined> {
   const end = Date.now() + timeoutMs;
@@ -81,52 +20,6 @@ async function waitForBdev(ctx: AppContext, name: string, timeoutMs: number): Pr
 const resetModes = ['all', 'maxmin', 'none'] as const;
 
 export function registerBdevMethods(reg: MethodRegistry): void {
-  registerBdevFileMethods(reg);
-  registerBdevDelayMethods(reg);
-  const mallocSchema = {
-    name: { type: 'string', desc: 'bdev name; default Malloc<N>' },
-    ...geometry,
-    optimal_io_boundary: { type: 'int', min: 0, max: U32 },
-    md_interleave: { type: 'bool' },
-  } as const;
-  reg.register('bdev_malloc_create', mallocSchema, (p: Params<typeof mallocSchema>, ctx) => {
-    refuseUnsupported(p);
-    if (p.name !== undefined) checkName(p.name);
-    if (p.name !== undefined && ctx.bdevs.find(p.name)) {   // before allocating memory
-      throw new BdevError('exists', `bdev '${p.name}' already exists: pick another name or delete the existing one first`);
-    }
-    const name = p.name ?? nextMallocName(ctx);
-    return createAndRegister(ctx, () => new MallocBdev({ name, num_blocks: p.num_blocks, block_size: p.block_size, uuid: p.uuid }));
-  });
-
-  reg.register('bdev_malloc_delete', { name: { type: 'string', required: true } }, async (p, ctx) => {
-    await ctx.bdevs.unregister(p.name, 'malloc');
-    return true;
-  });
-
-  const nullSchema = { name: { type: 'string', required: true, desc: 'bdev name' }, ...geometry } as const;
-  reg.register('bdev_null_create', nullSchema, (p: Params<typeof nullSchema>, ctx) => {
-    refuseUnsupported(p);
-    checkName(p.name);
-    return createAndRegister(ctx, () => new NullBdev({ name: p.name, num_blocks: p.num_blocks, block_size: p.block_size, uuid: p.uuid }));
-  });
-
-  reg.register('bdev_null_delete', { name: { type: 'string', required: true } }, async (p, ctx) => {
-    await ctx.bdevs.unregister(p.name, 'null');
-    return true;
-  });
-
-  reg.register('bdev_null_resize', {
-    name: { type: 'string', required: true },
-    new_size: { type: 'int', required: true, min: 1, desc: 'new size in MiB' },
-  }, (p, ctx) => {
-    const b = ctx.bdevs.find(p.name);
-    if (!b) throw new RpcError(RpcCode.ENODEV, `bdev '${p.name}' does not exist (see bdev_get_bdevs)`);
-    if (!(b instanceof NullBdev)) throw new RpcError(RpcCode.EINVAL, `bdev '${p.name}' is a ${b.module} bdev, not a null bdev`);
-    b.resize(p.new_size);
-    return true;
-  });
-
   reg.register('bdev_get_bdevs', {
     name: { type: 'string', desc: 'bdev name, alias or UUID' },
     timeout: { type: 'int', min: 0, desc: 'ms to wait for the bdev to appear' },
@@ -172,3 +65,6 @@ export function registerBdevMethods(reg: MethodRegistry): void {
   // SPDK writes this at the end of every bdev config; nothing to wait for here
   reg.register('bdev_wait_for_examine', {}, () => true);
 }
+
+registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: (ctx) => ctx.bdevs.list().map((b) => b.configCall()) });
+registerModule({ name: 'bdev', subsystem: 'bdev', rpc: registerBdevMethods });

@@ -6,15 +6,16 @@ import { VhostManager } from '../targets/vhost/vhost_manager.js';
 import { startMetricsServer } from './metrics.js';
 import { defaultConfig, printAttachHelp } from './default_config.js';
 import { ConfigPersister } from './config/persist.js';
-import { nvmfOf } from '../targets/nvme/nvmf_rpc.js';
+import { NvmfManager } from '../targets/nvme/nvmf_manager.js';
 import { VERSION } from './framework/app_context.js';
 import { BdevRegistry } from '../bdev/registry.js';
 import { logger, setLogFlag, setLogLevel, Level } from './log.js';
-import { rpcMethods, MethodRegistry } from './rpc/registry.js';
+import { MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
 import { registerFrameworkMethods } from './app_rpc.js';
 import { registerLogMethods } from './framework/log_rpc.js';
-import { SUBSYSTEMS } from './subsystems.js';
+import './modules.js';
+import { registeredSubsystems, registerModuleMethods } from './framework/module.js';
 import { applyConfig, ConfigEntry, planConfig, readConfigFile } from './config/load.js';
 import type { DaemonOptions } from './cli/vhostd-args.js';
 import { UsageError } from './cli/vhostd-args.js';
@@ -28,6 +29,7 @@ export class App implements AppContext {
   readonly bdevs = new BdevRegistry();
   readonly reactors: ReactorPool;
   readonly vhost: VhostManager;
+  readonly nvmf: NvmfManager;
   readonly subsystems: Subsystem[] = [];
   state: AppState = 'waiting_for_rpc';
   /** Config entries that must wait until framework init (runtime-only methods). */
@@ -38,6 +40,7 @@ export class App implements AppContext {
     private readonly onStopped: (code: number) => void) {
     this.reactors = pool;
     this.vhost = new VhostManager(pool, this.bdevs, opts.socketDir);
+    this.nvmf = new NvmfManager(pool, this.bdevs);
   }
 
   async startInit(): Promise<void> {
@@ -72,7 +75,7 @@ export class App implements AppContext {
     await this.closeRpc();
     // controllers first: queues stop fetching, in-flight I/O completes, sockets close
     await this.vhost.closeAll();
-    await nvmfOf(this).closeAll();
+    await this.nvmf.closeAll();
     for (const b of this.bdevs.list()) {
       b.claimedBy = null;
       await this.bdevs.unregister(b.name).catch((e) => log.warn(`deleting bdev ${b.name}: ${(e as Error).message}`));
@@ -109,12 +112,13 @@ export async function runDaemon(opts: DaemonOptions, onExit: (code: number) => v
 }
 
 async function startApp(opts: DaemonOptions, pool: ReactorPool, onExit: (code: number) => void): Promise<App> {
+  const rpcMethods = new MethodRegistry();
   const app = new App(opts, rpcMethods, pool, onExit);
   registerFrameworkMethods(rpcMethods);
   registerLogMethods(rpcMethods);
-  for (const s of SUBSYSTEMS) {
-    app.subsystems.push(s.create(app));
-    s.register(rpcMethods, app);
+  registerModuleMethods(rpcMethods);
+  for (const s of registeredSubsystems()) {
+    app.subsystems.push({ name: s.name, dependsOn: s.dependsOn, configCalls: () => s.configCalls(app) });
   }
   const persist = opts.configFile ? new ConfigPersister(opts.configFile, () => app.subsystems) : undefined;
   const restored = persist?.exists ?? false;

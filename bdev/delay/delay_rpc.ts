@@ -4,6 +4,7 @@ import type { AppContext } from '../../src/framework/app_context.js';
 import { BdevError } from '../registry.js';
 import { DelayBdev } from './delay.js';
 import { LATENCY_TYPES } from './latency.js';
+import { registerModule } from '../../src/framework/module.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
 import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
 import { Params } from '../../src/rpc/params.js';
@@ -69,3 +70,5 @@ export function registerBdevDelayMethods(reg: MethodRegistry): void {
     return true;
   }, { help: 'Change one latency of a delay bdev; I/Os completing from now on use it' });
 }
+
+registerModule({ name: 'bdev_delay', subsystem: 'bdev', rpc: registerBdevDelayMethods });

@@ -4,6 +4,7 @@ import type { AppContext } from '../../src/framework/app_context.js';
 import type { Bdev } from '../bdev.js';
 import { BdevError } from '../registry.js';
 import { FileBdev, FileBdevError, FileModule } from './file.js';
+import { registerModule } from '../../src/framework/module.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
 import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
 import { Params } from '../../src/rpc/params.js';
@@ -101,3 +102,5 @@ export function registerBdevFileMethods(reg: MethodRegistry): void {
   reg.register('bdev_aio_rescan', { name: { type: 'string', required: true } }, (p, ctx) => rescan(ctx, p.name, 'aio'),
     { help: 'Pick up a new size of the file or block device behind an aio bdev' });
 }
+
+registerModule({ name: 'bdev_file', subsystem: 'bdev', rpc: registerBdevFileMethods });

@@ -75,10 +75,3 @@ function checkState(m: Method, state: AppState): void {
   }
   throw new RpcError(RpcCode.INVALID_STATE, `vhostd is shutting down: '${m.name}' is refused`);
 }
-
-/** The process-wide registry the daemon serves; other modules add their methods here. */
-export const rpcMethods = new MethodRegistry();
-
-export function registerMethod<const S extends Schema>(name: string, schema: S, handler: Handler<S>, opts?: MethodOptions): void {
-  rpcMethods.register(name, schema, handler, opts);
-}

@@ -13,6 +13,11 @@ import { MAX_NS } from './nvme_defs.js';
 import type { NsNotice } from './nvme_ctrlr.js';
 import { logger } from '../../src/log.js';
 
+// The NVMe target's part of the app context (absent in tools that run without reactors).
+declare module '../../src/framework/app_context.js' {
+  interface AppContext { readonly nvmf?: NvmfManager }
+}
+
 const log = logger('nvmf');
 
 export class NvmfError extends Error {

@@ -16,6 +16,11 @@ import { COALESCING_CHECK_MS } from '../../src/virtio/split_queue.js';
 
 const log = logger('vhost');
 
+// The vhost targets' part of the app context (absent in tools that run without reactors).
+declare module '../../src/framework/app_context.js' {
+  interface AppContext { readonly vhost?: VhostManager }
+}
+
 export class VhostError extends Error {
   constructor(readonly code: 'exists' | 'not_found' | 'busy' | 'invalid', message: string) { super(message); }
 }
