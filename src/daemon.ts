@@ -21,6 +21,8 @@ import type { DaemonOptions } from './cli/vhostd-args.js';
 import { UsageError } from './cli/vhostd-args.js';
 
 const log = logger('app');
+/** The reactor threads' entry (not imported here: the reactor side of the modules loads only in reactors). */
+const REACTOR_MAIN = new URL('./reactor_main.js', import.meta.url);
 const SHUTDOWN_LIMIT_MS = 15_000;
 
 
@@ -102,7 +104,7 @@ export async function runDaemon(opts: DaemonOptions, onExit: (code: number) => v
   } catch (e) {
     throw new UsageError(`-S ${opts.socketDir}: ${(e as Error).message}`);
   }
-  const pool = await ReactorPool.start(opts.cpus, { idleSleepMs: opts.idleSleepMs });
+  const pool = await ReactorPool.start(opts.cpus, { worker: REACTOR_MAIN, idleSleepMs: opts.idleSleepMs });
   try {
     return await startApp(opts, pool, onExit);
   } catch (e) {
