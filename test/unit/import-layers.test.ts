@@ -29,5 +29,6 @@ describe('import layers', () => {
     expect(name('src/vhost/device.ts')).toBe('transport');
     expect(name('targets/nvme/nvme_ctrlr.ts')).toBe('target');
     expect(name('src/daemon.ts')).toBe('app');
+    expect(name('bench/run.ts')).toBe('tools');
   });
 });
