@@ -330,7 +330,7 @@ export class VhostUserDevice {
         if (!nofd && m.fds.length !== 1) throw new ProtocolError(`expected one fd, got ${m.fds.length}`);
         if (nofd && m.fds.length !== 0) throw new ProtocolError('fds sent with the no-fd flag');
         // only eventfds, made non-blocking: a signal to the guest must never block a reactor
-        if (!nofd) checkFd(() => requireEventfd(m.fds[0], `the ${P.REQ_NAMES[m.req].slice(9).toLowerCase()} fd of vring ${v.index}`));
+        if (!nofd) checkFd(() => requireEventfd(m.fds[0], `the ${P.REQ_NAMES[m.req].slice(10).toLowerCase()} fd of vring ${v.index}`));
         useFds();
         const fd = nofd ? -1 : m.fds[0];
         if (m.req === P.REQ.SET_VRING_ERR) { closeQuiet(v.errFd); v.errFd = fd; return null; }
