@@ -1,7 +1,7 @@
 // Issue 11 (part A): a hostile vhost-user front end against the real daemon. After every case
 // the daemon must be alive and a bystander controller (its own malloc bdev) must serve a fresh,
 // correct front end: random data written, read back and compared, flushed.
-import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, afterEach, beforeEach } from 'vitest';
 import { openSync, closeSync, ftruncateSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { libc } from '../../native/koffi.js';
@@ -24,13 +24,16 @@ const TMP = '/tmp/wt-hostile';
 const TIMEOUT = 5000;
 let d: Daemon;
 let round = 0;
+/** Where the daemon's log stood when the current test began. */
+let mark = 0;
+const since = () => d.stderr().slice(mark);
 
 const sock = (c: string) => join(d.dir, c);
 
 /** Waits until the daemon's log shows `re` (its stderr arrives through this event loop: never sleepSync here). */
 async function waitLog(re: RegExp, ms = TIMEOUT): Promise<boolean> {
   const end = Date.now() + ms;
-  while (!re.test(d.stderr())) { if (Date.now() > end) return false; await new Promise((r) => setTimeout(r, 20)); }
+  while (!re.test(since())) { if (Date.now() > end) return false; await new Promise((r) => setTimeout(r, 20)); }
   return true;
 }
 
@@ -90,6 +93,7 @@ describe('hostile vhost-user front ends (issue 11)', () => {
     if (code === 'hung') d.proc.kill('SIGKILL');
     expect(code, 'vhostd exits cleanly on SIGTERM').toBe(0);
   });
+  beforeEach(() => { mark = d.stderr().length; });
   afterEach(() => { bystanderOk(); });
 
   for (const kind of ['/dev/null', 'pipe read end', 'pipe write end', 'regular file', 'socket'] as const) {
@@ -111,8 +115,8 @@ describe('hostile vhost-user front ends (issue 11)', () => {
           } finally { closeQuiet(fd); closeQuiet(other); }
         }
         await waitLog(/SET_VRING_ERR refused: the err fd of vring 0 is not an eventfd but/);
-        expect(d.stderr()).toMatch(/SET_VRING_KICK refused: the kick fd of vring 0 is not an eventfd but \S+/);
-        expect(d.stderr()).toMatch(/SET_VRING_CALL refused: the call fd of vring 0 is not an eventfd but \S+/);
+        expect(since()).toMatch(/SET_VRING_KICK refused: the kick fd of vring 0 is not an eventfd but \S+/);
+        expect(since()).toMatch(/SET_VRING_CALL refused: the call fd of vring 0 is not an eventfd but \S+/);
         // the same session still works with proper eventfds
         const q = new Ring(mem, 0, 64, 0);
         try {
@@ -240,7 +244,7 @@ describe('hostile vhost-user front ends (issue 11)', () => {
         q.push(0); q.publish(); q.kick();
         expect(await waitLog(/victim: guest memory region at gpa 0x100000 \(1048576 bytes\) lost its backing under vhostd's mapping/),
           'the daemon logs the lost region').toBe(true);
-        expect(d.stderr()).toMatch(/victim: front end disconnected: guest memory lost its backing \(SIGBUS\)/);
+        expect(since()).toMatch(/victim: front end disconnected: guest memory lost its backing \(SIGBUS\)/);
         expect(c.pending(TIMEOUT), 'the victim connection is closed').toBe(true);
         expect(() => c.recv(100)).toThrow(Closed);
         q.close();
@@ -249,6 +253,29 @@ describe('hostile vhost-user front ends (issue 11)', () => {
       roundTrip('victim');   // the victim controller serves the next front end
     });
   }
+
+  it('a ring whose memory is truncated under it fails that device only', async () => {
+    const SIZE = 1 << 20;
+    const fd = memfdCreate('hostile-ring', SIZE, MFD_CLOEXEC);
+    const addr = mmap(SIZE, fd);
+    const u8 = new Uint8Array(view(addr, SIZE));
+    const c = connectFresh(sock('victim'), TIMEOUT);
+    try {
+      upToMemory(c, fd, SIZE, addr);
+      const mem = { fd, addr, size: SIZE, gpa: 0x100000, u8, dv: new DataView(u8.buffer), close() {} } as unknown as GuestMem;
+      const q = new Ring(mem, 0, 64, 0x80000);   // the rings in the second half
+      const { startRing } = await import('../fuzz/vhost_client.js');
+      startRing(c, q);
+      expect(blkRequest(q, 0x1000, VIRTIO_BLK_T_IN, 0, 4096, TIMEOUT).status).toBe(0);
+      ftruncate(fd, 64 << 10);
+      q.kick();   // the reactor reads the avail ring: gone
+      expect(await waitLog(/victim: guest memory region at gpa 0x100000 \(1048576 bytes\) lost its backing/)).toBe(true);
+      expect(c.pending(TIMEOUT), 'the victim connection is closed').toBe(true);
+      expect(() => c.recv(100)).toThrow(Closed);
+      q.close();
+    } finally { c.close(); munmap(addr, SIZE); closeQuiet(fd); }
+    roundTrip('victim');
+  });
 
   it('refuses memory larger than its file at map time, with a clear error', async () => {
     const { fd, cleanup } = fileMem(TMP, 64 << 10);
@@ -281,6 +308,23 @@ describe('hostile vhost-user front ends (issue 11)', () => {
     const ms = performance.now() - t0;
     console.log(`[hostile] 200 sessions in ${ms.toFixed(0)} ms, ${good} well-behaved answered`);
     expect(good).toBe(100);
+  });
+
+  it('40 back-to-back full sessions (memory, ring, I/O, close) on one controller, no retries', () => {
+    const mem = new GuestMem(1 << 20, 0x100000, 'hostile-b2b');
+    const t0 = performance.now();
+    try {
+      for (let i = 0; i < 40; i++) {
+        const c = new VhostUserClient(sock('victim'), TIMEOUT);
+        const q = new Ring(mem, 0, 64, 0);
+        q.reset();
+        try {
+          handshake(c, { regions: [mem], rings: [q] });
+          expect(blkRequest(q, 0x10000, VIRTIO_BLK_T_IN, i, 4096, TIMEOUT).status, `session ${i}`).toBe(0);
+        } finally { c.close(); q.close(); }
+      }
+    } finally { mem.close(); }
+    console.log(`[hostile] 40 full sessions in ${(performance.now() - t0).toFixed(0)} ms`);
   });
 
   it('a second concurrent front end waits, and is served as soon as the first closes', () => {
