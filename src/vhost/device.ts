@@ -1,7 +1,7 @@
 // The vhost-user back end for one controller socket: one front end (QEMU) at a time,
 // messages handled strictly in order, guest memory mapped here and handed to reactors.
 import { recvWithFds, sendWithFds, unixAccept, unixListen } from '../../native/socket.js';
-import { addSeals, closeQuiet, setNonBlocking, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate, mmap,
+import { addSeals, closeQuiet, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate, mmap,
   munmap } from '../../native/libc.js';
 import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';

@@ -9,7 +9,7 @@ import { closeQuiet, eventfd, EFD_CLOEXEC, F_GETFL, O_NONBLOCK, raw, memfdCreate
   from '../../native/libc.js';
 import { unixConnect } from '../../native/socket.js';
 import { BadReply, Closed, connectFresh, GuestMem, handshake, memTablePayload, P, regionBytes, Ring, blkRequest, u64,
-  VhostUserClient, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, sleepSync }
+  VhostUserClient, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, sleepSync, startRing }
   from '../fuzz/vhost_client.js';
 import { startDaemon, ok, Daemon } from './daemon.js';
 
@@ -120,7 +120,6 @@ describe('hostile vhost-user front ends (issue 11)', () => {
         // the same session still works with proper eventfds
         const q = new Ring(mem, 0, 64, 0);
         try {
-          const { startRing } = await import('../fuzz/vhost_client.js');
           startRing(c, q);
           expect(blkRequest(q, 0x10000, VIRTIO_BLK_T_IN, 0, 4096, TIMEOUT).status).toBe(0);
         } finally { q.close(); }
@@ -160,7 +159,6 @@ describe('hostile vhost-user front ends (issue 11)', () => {
     const q = new Ring(mem, 0, 64, 0);
     try {
       upToMemory(c, mem.fd, mem.size, mem.addr);
-      const { startRing } = await import('../fuzz/vhost_client.js');
       startRing(c, q);
       // O_NONBLOCK lives in the open file both processes share: the front end clears it again
       raw.fcntl(q.kickFd, 4, 0);
@@ -230,7 +228,6 @@ describe('hostile vhost-user front ends (issue 11)', () => {
         // one correct request first, the ring in the first 64 KiB
         const mem = { fd, addr, size: SIZE, gpa: 0x100000, u8, dv: new DataView(u8.buffer), close() {} } as unknown as GuestMem;
         const q = new Ring(mem, 0, 64, 0);
-        const { startRing } = await import('../fuzz/vhost_client.js');
         startRing(c, q);
         expect(blkRequest(q, 0x8000, VIRTIO_BLK_T_OUT, 8, new Uint8Array(4096).fill(1), TIMEOUT).status).toBe(0);
         // the front end shrinks its memory to 64 KiB, then posts a write whose data lies beyond
@@ -264,7 +261,6 @@ describe('hostile vhost-user front ends (issue 11)', () => {
       upToMemory(c, fd, SIZE, addr);
       const mem = { fd, addr, size: SIZE, gpa: 0x100000, u8, dv: new DataView(u8.buffer), close() {} } as unknown as GuestMem;
       const q = new Ring(mem, 0, 64, 0x80000);   // the rings in the second half
-      const { startRing } = await import('../fuzz/vhost_client.js');
       startRing(c, q);
       expect(blkRequest(q, 0x1000, VIRTIO_BLK_T_IN, 0, 4096, TIMEOUT).status).toBe(0);
       ftruncate(fd, 64 << 10);
