@@ -85,6 +85,8 @@ export class NvmeQpair {
   private reqOut = new Int32Array(0);
   private reqStatus = new Int32Array(0);
   private reqTries = new Int32Array(0);
+  private reqSeq = new Float64Array(0);
+  private seq = 0;
   private reqQueued = new Int8Array(0);
   private freeReq = new Int32Array(0);
   private nfreeReq = 0;
@@ -130,7 +132,7 @@ export class NvmeQpair {
     const g64 = (a: Float64Array) => { const b = new Float64Array(n); b.set(a); return b; };
     this.reqSeg = g32(this.reqSeg); this.reqOff = g64(this.reqOff); this.reqLba = g64(this.reqLba);
     this.reqLeft = g64(this.reqLeft); this.reqOut = g32(this.reqOut); this.reqStatus = g32(this.reqStatus);
-    this.reqTries = g32(this.reqTries);
+    this.reqTries = g32(this.reqTries); this.reqSeq = g64(this.reqSeq);
     const q8 = new Int8Array(n); q8.set(this.reqQueued); this.reqQueued = q8;
     const free = new Int32Array(n); free.set(this.freeReq.subarray(0, this.nfreeReq)); this.freeReq = free;
     for (let i = old; i < n; i++) { this.reqIo.push(null); this.reqNs.push(null); this.freeReq[this.nfreeReq++] = i; }
@@ -153,6 +155,7 @@ export class NvmeQpair {
     const r = this.freeReq[--this.nfreeReq];
     this.reqIo[r] = io; this.reqNs[r] = ns;
     this.reqTries[r] = 0;
+    this.reqSeq[r] = this.seq++;
     this.restart(r);
     this.inflight++;
     // keep FIFO order behind waiting requests; wait out a reset
@@ -399,7 +402,10 @@ export class NvmeQpair {
     return n;
   }
 
-  /** After a reset dropped the commands in flight: their requests start over (a few times at most). */
+  /**
+   * After a reset dropped the commands in flight: every request starts over, in the order
+   * they were submitted (a few times at most). Rare: this may allocate.
+   */
   private requeueAll(): number {
     let n = 0;
     for (let s = 0; s < this.slots; s++) {
@@ -408,23 +414,17 @@ export class NvmeQpair {
       this.freeCmd[this.nfreeCmd++] = s;
       n++;
     }
-    for (let r = 0; r < this.reqIo.length; r++) {
-      if (this.reqIo[r] === null) continue;
-      if (++this.reqTries[r] > MAX_RESET_RETRIES) {
-        if (this.reqQueued[r]) continue;   // failed below with the waiting ones
-        this.reqOut[r] = 0; this.reqLeft[r] = 0; this.reqStatus[r] = IoStatus.FAILED;
-        this.finish(r);
-        continue;
-      }
+    const live: number[] = [];
+    for (let r = 0; r < this.reqIo.length; r++) if (this.reqIo[r] !== null) live.push(r);
+    live.sort((a, b) => this.reqSeq[a] - this.reqSeq[b]);
+    while (this.wLen > 0) this.dequeue();
+    const failed: number[] = [];
+    for (const r of live) {
+      if (++this.reqTries[r] > MAX_RESET_RETRIES) { failed.push(r); continue; }
       this.restart(r);
       this.enqueue(r);
     }
-    // requests queued before that have used up their retries fail now
-    for (let i = 0, k = this.wLen; i < k; i++) {
-      const r = this.waitq[this.wHead];
-      this.dequeue();
-      if (this.reqTries[r] > MAX_RESET_RETRIES) { this.reqStatus[r] = IoStatus.FAILED; this.finish(r); } else this.enqueue(r);
-    }
+    for (const r of failed) { this.reqStatus[r] = IoStatus.FAILED; this.finish(r); }
     return n;
   }
 
