@@ -73,4 +73,65 @@ describe('bdev_nvme over vfio-user against vhostd\'s NVMe controller', () => {
     expect(st.num_write_ops).toBeGreaterThan(100);
     expect(st.num_read_ops).toBeGreaterThan(100);
   }, 60_000);
+
+  it.skipIf(!vl.bin)('a controller reset under I/O: I/O waits and runs again, no error reaches the initiator', async () => {
+    const run = runVhostLoad(vl.bin!, ['-s', blk(), '--verify', '--rw', 'randrw', '--bs', '8k', '--qd', '32',
+      '--time', '2.5', '--seed', '5', '--offset', '24m', '--size', '8m']);
+    await new Promise((r) => setTimeout(r, 800));
+    await ok(h.sock, 'bdev_nvme_reset_controller', { name: 'Nvme0' });
+    const w = await run;
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.json.verify.mismatches).toBe(0);
+    expect(h.stderr()).toMatch(/Nvme0: reset done/);
+    expect((await ok(h.sock, 'bdev_nvme_get_controllers', { name: 'Nvme0' }))[0].ctrlrs[0].state).toBe('enabled');
+  }, 60_000);
+
+  it('save_config writes one bdev_nvme_attach_controller; detach is refused while a bdev is in use', async () => {
+    const cfg = await ok(h.sock, 'save_config');
+    const bdev = cfg.subsystems.find((x: { subsystem: string }) => x.subsystem === 'bdev').config;
+    expect(bdev.filter((c: { method: string }) => c.method.startsWith('bdev_nvme'))).toEqual([
+      { method: 'bdev_nvme_attach_controller', params: { name: 'Nvme0', trtype: 'vfiouser', traddr: t.dir } }]);
+    if (!vl.bin) return;
+    const r = await rpc(h.sock, 'bdev_nvme_detach_controller', { name: 'Nvme0' });
+    expect(r.error?.message).toMatch(/Nvme0n1 is in use by .*nv0.*remove that first/);
+  });
+
+  it.skipIf(!vl.bin)('the data is in the target\'s malloc bdev', async () => {
+    await ok(h.sock, 'vhost_delete_controller', { ctrlr: 'nv0' });
+    await ok(h.sock, 'bdev_nvme_detach_controller', { name: 'Nvme0' });
+    expect(await ok(h.sock, 'bdev_nvme_get_controllers')).toEqual([]);
+    expect((await ok(h.sock, 'bdev_get_bdevs')).map((b: { name: string }) => b.name)).not.toContain('Nvme0n1');
+    // the target serves its malloc bdev over vhost-blk instead: the first run's data must be there
+    await ok(t.d.sock, 'nvmf_delete_subsystem', { nqn: NQN });
+    await ok(t.d.sock, 'vhost_create_blk_controller', { ctrlr: 'm0', dev_name: 'M0' });
+    const r = await runVhostLoad(vl.bin!, ['-s', join(t.d.dir, 'm0'), '--verify-only', '--seed', '3', '--state', join(h.dir, 'vl-state'),
+      '--bs', '64k', '--qd', '8', ...span]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.verify.mismatches).toBe(0);
+    expect(r.json.verify.sectors_checked).toBe((16 << 20) / 512);
+    await ok(t.d.sock, 'vhost_delete_controller', { ctrlr: 'm0' });
+  }, 60_000);
+
+  it.skipIf(!vl.bin)('the target killed under I/O: I/O fails cleanly, the initiator lives on and detaches', async () => {
+    await ok(t.d.sock, 'nvmf_create_subsystem', { nqn: NQN, serial_number: 'SN-BDEV', model_number: 'vhostd target' });
+    await ok(t.d.sock, 'nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'M0', nsid: 1 } });
+    await ok(t.d.sock, 'nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'VFIOUSER', traddr: t.dir, trsvcid: '0' } });
+    expect(await ok(h.sock, 'bdev_nvme_attach_controller', { name: 'Nvme1', trtype: 'VFIOUSER', traddr: t.dir })).toEqual(['Nvme1n1']);
+    await ok(h.sock, 'vhost_create_blk_controller', { ctrlr: 'nv1', dev_name: 'Nvme1n1' });
+    const run = runVhostLoad(vl.bin!, ['-s', join(h.dir, 'nv1'), '--rw', 'randrw', '--bs', '4k', '--qd', '32', '--time', '3',
+      '--io-timeout', '20', ...span]);
+    await new Promise((r) => setTimeout(r, 800));
+    t.d.proc.kill('SIGKILL');
+    await t.d.exited;
+    const w = await run;
+    expect(w.code, 'vhost-load sees I/O errors').not.toBe(0);
+    expect(w.stderr + JSON.stringify(w.json)).toMatch(/error|status/i);
+    expect(h.proc.exitCode).toBeNull();
+    expect((await ok(h.sock, 'bdev_nvme_get_controllers', { name: 'Nvme1' }))[0].ctrlrs[0].state).toBe('failed');
+    expect(h.stderr()).toMatch(/Nvme1: .*its I\/O fails from now on/);
+    await ok(h.sock, 'vhost_delete_controller', { ctrlr: 'nv1' });
+    await ok(h.sock, 'bdev_nvme_detach_controller', { name: 'Nvme1' });
+    expect(await ok(h.sock, 'bdev_nvme_get_controllers')).toEqual([]);
+    expect(h.proc.exitCode).toBeNull();
+  }, 60_000);
 });
