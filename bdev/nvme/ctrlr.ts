@@ -200,6 +200,11 @@ export class NvmeController implements DmaSubscriber {
     const depth = Math.min(IO_QUEUE_DEPTH, this.mqes);
     const sqBytes = align(depth * SQE_BYTES, PAGE), cqBytes = align(depth * CQE_BYTES, PAGE);
     if (first) {
+      // one MSI-X vector per I/O queue (vector 0 = admin, not used: admin completions are polled)
+      let irqs: number[] = [];
+      try { irqs = await this.transport.enableInterrupts(granted + 1); } catch (e) {
+        log.warn(`${this.name}: no completion interrupts (${(e as Error).message}): reactors poll while I/O is in flight`);
+      }
       this.qpairs = new Array(this.reactors).fill(null);
       for (let i = 0; i < granted; i++) {
         const m = await this.transport.allocDma(sqBytes + cqBytes + (depth - 1) * PAGE);
@@ -211,14 +216,16 @@ export class NvmeController implements DmaSubscriber {
           ctrlr: this.name, serial: this.serial, index: i, qid, depth,
           sqHva: m.hva, cqHva: m.hva + sqBytes, listHva: m.hva + sqBytes + cqBytes,
           sqDbHva: this.doorbell(qid, 0).hva, cqDbHva: this.doorbell(qid, 1).hva,
-          wakeFd: fd, state: this.state.buffer as SharedArrayBuffer, maxXferBytes: this.maxXferBytes, timeoutMs: this.ioTimeoutMs,
+          wakeFd: fd, irqFd: irqs[qid] ?? -1, state: this.state.buffer as SharedArrayBuffer, maxXferBytes: this.maxXferBytes, timeoutMs: this.ioTimeoutMs,
         };
       }
     }
     for (const q of this.qpairs) {
       if (!q) continue;
       if (!first) new Uint8Array(view(q.cqHva, cqBytes)).fill(0);
-      await this.admin.run({ opc: ADM.CREATE_CQ, prp1: q.cqHva, cdw10: q.qid | ((q.depth - 1) << 16), cdw11: 1 },
+      // PC=1, and interrupts (IEN, vector = qid) where there is an eventfd to sleep on
+      const ien = q.irqFd >= 0 ? 2 | (q.qid << 16) : 0;
+      await this.admin.run({ opc: ADM.CREATE_CQ, prp1: q.cqHva, cdw10: q.qid | ((q.depth - 1) << 16), cdw11: 1 | ien },
         `Create I/O Completion Queue ${q.qid}`);
       await this.admin.run({ opc: ADM.CREATE_SQ, prp1: q.sqHva, cdw10: q.qid | ((q.depth - 1) << 16), cdw11: 1 | (q.qid << 16) },
         `Create I/O Submission Queue ${q.qid}`);

@@ -37,6 +37,8 @@ export interface QpairSpec {
   cqDbHva: number;
   /** Signalled by the control plane to make a sleeping reactor look at a state change. */
   wakeFd: number;
+  /** The CQ's MSI-X eventfd (interrupt mode: the reactor may sleep with commands in flight), or -1. */
+  irqFd: number;
   state: SharedArrayBuffer;
   maxXferBytes: number;
   timeoutMs: number;
@@ -456,9 +458,12 @@ export class NvmeQpair {
     return n;
   }
 
-  /** Before the reactor sleeps: rings what is queued; it may sleep only with nothing in flight (polled mode). */
+  /**
+   * Before the reactor sleeps (after the caller drained the eventfds and polled): rings what
+   * is queued; it may sleep with commands in flight only if their completions interrupt.
+   */
   canSleep(): boolean {
     if (this.dirty) { this.ring(); return false; }
-    return this.inflight === 0;
+    return this.inflight === 0 || (this.spec.irqFd >= 0 && this.wLen === 0);
   }
 }

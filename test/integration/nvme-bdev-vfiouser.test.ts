@@ -135,3 +135,35 @@ describe('bdev_nvme over vfio-user against vhostd\'s NVMe controller', () => {
     expect(h.proc.exitCode).toBeNull();
   }, 60_000);
 });
+
+describe('bdev_nvme interrupt mode', () => {
+  it.skipIf(!vl.bin)('with commands in flight on a slow device, the reactor sleeps on the CQ\'s MSI-X eventfd', async () => {
+    const d = await startDaemon(['-m', '0x1']);
+    const h2 = await startDaemon(['-m', '0x1']);
+    try {
+      const dir = join(d.dir, 'vfu');
+      mkdirSync(dir);
+      await ok(d.sock, 'bdev_malloc_create', { name: 'M0', num_blocks: 8192, block_size: 4096 });
+      await ok(d.sock, 'bdev_delay_create', { base_bdev_name: 'M0', name: 'D0', avg_read_latency: 40000, p99_read_latency: 40000,
+        avg_write_latency: 40000, p99_write_latency: 40000 });
+      await ok(d.sock, 'nvmf_create_transport', { trtype: 'VFIOUSER' });
+      await ok(d.sock, 'nvmf_create_subsystem', { nqn: NQN, serial_number: 'SN-IRQ' });
+      await ok(d.sock, 'nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'D0', nsid: 1 } });
+      await ok(d.sock, 'nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'VFIOUSER', traddr: dir, trsvcid: '0' } });
+      await ok(h2.sock, 'bdev_nvme_attach_controller', { name: 'Nvme0', trtype: 'vfiouser', traddr: dir });
+      await ok(h2.sock, 'vhost_create_blk_controller', { ctrlr: 'slow', dev_name: 'Nvme0n1' });
+      // the reactor accounts busy + idle (polling) time, not the time it sleeps
+      const awake = async () => { const [x] = (await ok(h2.sock, 'framework_get_reactors')).reactors; return (x.busy + x.idle) / 1e9; };
+      const a0 = await awake(), t0 = performance.now();
+      const r = await runVhostLoad(vl.bin!, ['-s', join(h2.dir, 'slow'), '--rw', 'randread', '--bs', '4k', '--qd', '1', '--time', '2', '--irq']);
+      const polled = (await awake()) - a0, wall = (performance.now() - t0) / 1000;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json.total?.ios ?? r.json.ios).toBeGreaterThan(20);          // ~50 reads of 40 ms each
+      // polling through 40 ms completions would keep the reactor awake all along
+      expect(polled / wall, `the reactor polled ${polled.toFixed(2)} s of ${wall.toFixed(2)} s`).toBeLessThan(0.5);
+    } finally {
+      await h2.stop();
+      await d.stop();
+    }
+  }, 60_000);
+});

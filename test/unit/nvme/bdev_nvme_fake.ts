@@ -44,7 +44,7 @@ export class FakeNvme {
     const sqHva = q.hva, cqHva = q.hva + Math.ceil(sqBytes / PAGE) * PAGE, listHva = cqHva + Math.ceil(cqBytes / PAGE) * PAGE;
     const dbHva = listHva + (depth - 1) * PAGE;
     this.spec = { ctrlr: 'Fake0', serial: Math.floor(Math.random() * 1e9), index: 0, qid: 1, depth, sqHva, cqHva, listHva,
-      sqDbHva: dbHva, cqDbHva: dbHva + 4, wakeFd: eventfd(), state: this.state.buffer as SharedArrayBuffer,
+      sqDbHva: dbHva, cqDbHva: dbHva + 4, wakeFd: eventfd(), irqFd: -1, state: this.state.buffer as SharedArrayBuffer,
       maxXferBytes: 128 * 1024, timeoutMs: 0 };
     this.sq = new Uint32Array(view(sqHva, sqBytes));
     this.cq = new Uint32Array(view(cqHva, cqBytes));
