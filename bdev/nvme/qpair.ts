@@ -221,7 +221,7 @@ export class NvmeQpair {
         const left = this.reqLeft[r] * bs;
         if (max > left) max = left;
         const bytes = planCommand(c, io.segs, io.mem!.hva, io.segBase + io.nseg, max, bs,
-          this.lists.subarray(listOff, listOff + PAGE / 4), this.spec.listHva + slot * PAGE);
+          this.lists, listOff, this.spec.listHva + slot * PAGE);
         if (bytes < 0) { this.fail(r, c.err); return false; }
         this.reqSeg[r] = c.seg; this.reqOff[r] = c.off;
         opc = io.type === IoType.READ ? IO.READ : IO.WRITE;

@@ -22,7 +22,7 @@ function plan(segs: [number, number][], bs: number, max = 128 * 1024): (number[]
   const total = segs.reduce((n, s) => n + s[1], 0);
   let done = 0;
   while (done < total) {
-    const b = planCommand(c, t, mem.hva, segs.length, Math.min(max, total - done), bs, listWords, lists.hva);
+    const b = planCommand(c, t, mem.hva, segs.length, Math.min(max, total - done), bs, listWords, 0, lists.hva);
     if (b < 0) { out.push(`err${c.err}`); break; }
     // the emulated controller accepts it and sees exactly these bytes
     const st = new SegmentTable(600);
