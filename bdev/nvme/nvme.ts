@@ -64,6 +64,9 @@ export function attachConfigParams(a: AttachParams): Record<string, unknown> {
   return { name: a.name, trtype: a.trtype, traddr: a.traddr, ...a.extra };
 }
 
+/** bdev_nvme_set_options: for controllers attached after it. SPDK's default timeout is 0 (none); vhostd resets after 30 s. */
+export const nvmeOptions = { timeoutUs: 30_000_000, actionOnTimeout: 'reset' as 'none' | 'reset' };
+
 export const controllers = new Map<string, { ctrlr: NvmeController; bdevs: NvmeBdev[]; params: AttachParams }>();
 
 /** Attaches a controller and registers its namespaces' bdevs; returns their names. */
@@ -77,7 +80,7 @@ export async function attachController(bdevs: BdevRegistry, p: AttachParams): Pr
     }
   }
   const t = await openTransport(p.trtype, p.traddr, p.extra);
-  const ctrlr = new NvmeController(p.name, t, p.numIoQueues);
+  const ctrlr = new NvmeController(p.name, t, p.numIoQueues, nvmeOptions.timeoutUs / 1000, nvmeOptions.actionOnTimeout === 'reset');
   const entry = { ctrlr, bdevs: [] as NvmeBdev[], params: p };
   controllers.set(p.name, entry);
   try {

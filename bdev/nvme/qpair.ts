@@ -19,7 +19,7 @@ import {
   CQE_WORDS, DSM_AD, DSM_MAX_RANGES, DSM_RANGE_MAX_BLOCKS, IO, MAX_NLB, PAGE, SQE_WORDS, TWO32, statusText,
 } from './nvme_spec.js';
 import { MAX_PRP_BYTES, PrpCursor, planCommand, prpErrorText } from './prp.js';
-import { C_GEN, C_STATE, Q_ACK, Q_ACTIVE, Q_INFLIGHT, Q_TIMEOUT, ST, qpCell } from './ctrlr_state.js';
+import { C_GEN, C_STATE, Q_ACK, Q_ACTIVE, Q_INFLIGHT, Q_PROGRESS, Q_TIMEOUT, ST, qpCell } from './ctrlr_state.js';
 
 /** A qpair as plain data (built by the control plane when it created the queues). */
 export interface QpairSpec {
@@ -67,6 +67,7 @@ export class NvmeQpair {
   private readonly ackCell: number;
   private readonly inflightCell: number;
   private readonly timeoutCell: number;
+  private readonly progressCell: number;
   private sqTail = 0;
   private cqHead = 0;
   private phase = 1;
@@ -116,6 +117,7 @@ export class NvmeQpair {
     this.ackCell = qpCell(spec.index, Q_ACK);
     this.inflightCell = qpCell(spec.index, Q_INFLIGHT);
     this.timeoutCell = qpCell(spec.index, Q_TIMEOUT);
+    this.progressCell = qpCell(spec.index, Q_PROGRESS);
     this.cmdReq = new Int32Array(this.slots).fill(FREE);
     this.cmdTime = new Float64Array(this.slots);
     this.freeCmd = new Int32Array(this.slots);
@@ -159,7 +161,7 @@ export class NvmeQpair {
     this.reqTries[r] = 0;
     this.reqSeq[r] = this.seq++;
     this.restart(r);
-    this.inflight++;
+    this.st[this.inflightCell] = ++this.inflight;
     // keep FIFO order behind waiting requests; wait out a reset
     if (this.wLen > 0 || s !== ST.OK || Atomics.load(this.st, C_GEN) !== this.seenGen) { this.enqueue(r); return; }
     if (!this.drive(r)) this.enqueue(r);
@@ -276,7 +278,7 @@ export class NvmeQpair {
     const io = this.reqIo[r]!, status = this.reqStatus[r];
     this.reqIo[r] = null; this.reqNs[r] = null;
     this.freeReq[this.nfreeReq++] = r;
-    this.inflight--;
+    this.st[this.inflightCell] = --this.inflight;
     (io.channel as BdevChannel).complete(io, status);
   }
 
@@ -310,7 +312,7 @@ export class NvmeQpair {
       Atomics.store(this.cqDb, 0, this.cqHead);
       if (this.wLen > 0) this.runWaiting();
       this.ring();
-      st[this.inflightCell] = this.inflight;
+      st[this.progressCell] += n;
     }
     return n;
   }
@@ -454,7 +456,6 @@ export class NvmeQpair {
       if (--this.reqOut[r] === 0) this.finish(r);
       n++;
     }
-    this.st[this.inflightCell] = this.inflight;
     return n;
   }
 

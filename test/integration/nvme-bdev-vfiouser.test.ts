@@ -167,3 +167,44 @@ describe('bdev_nvme interrupt mode', () => {
     }
   }, 60_000);
 });
+
+describe('bdev_nvme I/O timeouts', () => {
+  it.skipIf(!vl.bin)('a command without completion in time resets the controller (the target finishes it while disabling)', async () => {
+    const d = await startDaemon(['-m', '0x1']);
+    const h3 = await startDaemon(['-m', '0x1']);
+    try {
+      const dir = join(d.dir, 'vfu');
+      mkdirSync(dir);
+      await ok(d.sock, 'bdev_malloc_create', { name: 'M0', num_blocks: 8192, block_size: 4096 });
+      await ok(d.sock, 'bdev_delay_create', { base_bdev_name: 'M0', name: 'D0', avg_read_latency: 1500000, p99_read_latency: 1500000,
+        avg_write_latency: 0, p99_write_latency: 0 });
+      await ok(d.sock, 'nvmf_create_transport', { trtype: 'VFIOUSER' });
+      await ok(d.sock, 'nvmf_create_subsystem', { nqn: NQN, serial_number: 'SN-TMO' });
+      await ok(d.sock, 'nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'D0', nsid: 1 } });
+      await ok(d.sock, 'nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'VFIOUSER', traddr: dir, trsvcid: '0' } });
+      expect((await rpc(h3.sock, 'bdev_nvme_set_options', { action_on_timeout: 'abort' })).error?.message).toMatch(/not yet supported: use reset/);
+      await ok(h3.sock, 'bdev_nvme_set_options', { timeout_us: 300_000, action_on_timeout: 'reset', delay_cmd_submit: true });
+      await ok(h3.sock, 'bdev_nvme_attach_controller', { name: 'Nvme0', trtype: 'vfiouser', traddr: dir });
+      await ok(h3.sock, 'vhost_create_blk_controller', { ctrlr: 'tmo', dev_name: 'Nvme0n1' });
+      // each read takes 1.5 s: each one times out; vhostd's target completes it before it reports
+      // the controller disabled, so the reset reaps it and no error reaches vhost-load
+      const r = await runVhostLoad(vl.bin!, ['-s', join(h3.dir, 'tmo'), '--rw', 'randread', '--bs', '4k', '--qd', '1', '--time', '2',
+        '--io-timeout', '30']);
+      expect(r.code, r.stderr + h3.stderr()).toBe(0);
+      const log = h3.stderr();
+      expect(log).toMatch(/Nvme0: resetting the controller: .*(had no completion within 300 ms|completed nothing for)/);
+      expect(log).toMatch(/Nvme0: reset done/);
+      // a reset may still be under way for the last read: it ends enabled
+      let state = '';
+      for (let i = 0; i < 100 && state !== 'enabled'; i++) {
+        state = (await ok(h3.sock, 'bdev_nvme_get_controllers', { name: 'Nvme0' }))[0].ctrlrs[0].state;
+        if (state !== 'enabled') await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(state).toBe('enabled');
+      expect(h3.proc.exitCode).toBeNull();
+    } finally {
+      await h3.stop();
+      await d.stop();
+    }
+  }, 60_000);
+});

@@ -139,6 +139,25 @@ describe('NVMe bdev qpair', () => {
     expect(t.g.u8[8192 + 4095]).toBe(0x5a);
   });
 
+  it('a request caught by more than 3 resets fails', () => {
+    const t = setup();
+    t.fake.hold = true;
+    t.ch.submit(t.io(IoType.READ, 0, [[0, 512]]));
+    const st = t.fake.state;
+    for (let k = 1; k <= 4; k++) {
+      t.ch.poll(); t.fake.serve();
+      expect(t.fake.held.length, `round ${k}`).toBe(1);
+      expect(t.done).toEqual([]);
+      Atomics.add(st, C_GEN, 1); Atomics.store(st, C_STATE, ST.DISABLED);
+      t.ch.poll();
+      t.fake.resetQueues(); t.fake.hold = true;
+      Atomics.store(st, C_STATE, ST.OK);
+      if (k === 4) break;
+    }
+    expect(t.done).toEqual([[0, IoStatus.FAILED]]);
+    expect(t.ch.inflight()).toBe(0);
+  });
+
   it('failure: I/O in flight and new I/O fail at once; a bogus completion is ignored', () => {
     const t = setup();
     t.fake.hold = true;
