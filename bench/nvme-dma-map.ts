@@ -10,7 +10,8 @@
 //  1. Map time: a front end connects to B (then C), sends a --mem memory table and times
 //     the ack; the median over --rounds, each with a fresh memfd.
 //  2. Stall: vhost-load runs 4k random reads on A twice for --time seconds: alone, then
-//     while the memory tables of B come and go in a loop. Compared: IOPS, p99, p99.9, max.
+//     while the memory tables of B come and go in a loop. Compared: IOPS, p99, p99.9, max
+//     (and, as a peer for the path's cost, the same load on C).
 import { parseArgs } from "node:util";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -81,9 +82,10 @@ async function main(): Promise<void> {
     for (let i = 0; i < ROUNDS; i++) { viaNvme.push(await mapOnce(join(hdir, "B"))); local.push(await mapOnce(join(hdir, "C"))); }
 
     // 2. stall: A's I/O alone, then with B's memory tables coming and going
-    const load = () => runCaptured([tools.vhostLoad, "--socket", join(hdir, "A"), "--json", "--rw", "randread", "--bs", "4k",
+    const load = (ctrlr = "A") => runCaptured([tools.vhostLoad, "--socket", join(hdir, ctrlr), "--json", "--rw", "randread", "--bs", "4k",
       "--qd", "16", "--time", String(TIME), "--warmup", "0.5", "--size", "512m"], (TIME + 30) * 1000);
     const parse = (s: string) => JSON.parse(s.trim().split("\n").reverse().find((l) => l.startsWith("{"))!);
+    const localIo = parse((await load("C")).stdout);
     const alone = parse((await load()).stdout);
     let stop = false, maps = 0;
     const during: number[] = [];
@@ -98,6 +100,7 @@ async function main(): Promise<void> {
       mem_bytes: MEM, rounds: ROUNDS,
       map_ms_median: { via_nvme: +median(viaNvme).toFixed(2), local_only: +median(local).toFixed(2) },
       map_ms_all: { via_nvme: viaNvme.map((x) => +x.toFixed(2)), local_only: local.map((x) => +x.toFixed(2)) },
+      local_null_io: pick(localIo),
       other_guest_io: { alone: pick(alone), during_mapping: pick(busy), tables_mapped_meanwhile: maps,
         map_ms_median_meanwhile: +median(during).toFixed(2) },
     };
@@ -106,6 +109,7 @@ async function main(): Promise<void> {
       console.log(`memory table of ${MEM / 2 ** 20} MiB, median of ${ROUNDS}: ${out.map_ms_median.via_nvme} ms with DMA mapping to the NVMe controller, ` +
         `${out.map_ms_median.local_only} ms without (local null bdev)`);
       const f = (x: ReturnType<typeof pick>) => `${x.iops} IOPS, p99 ${x.p99_us} us, p99.9 ${x.p999_us} us, max ${x.max_us} us`;
+      console.log(`peer: a local null bdev in the initiator (4k randread qd16): ${f(out.local_null_io)}`);
       console.log(`other guest (Nvme0n1, 4k randread qd16): alone ${f(out.other_guest_io.alone)}`);
       console.log(`  while ${maps} memory tables of ${MEM / 2 ** 20} MiB were mapped and unmapped on Nvme0n2: ${f(out.other_guest_io.during_mapping)}`);
     }

@@ -208,3 +208,37 @@ describe('bdev_nvme I/O timeouts', () => {
     }
   }, 60_000);
 });
+
+describe('bdev_nvme: two namespaces used from two reactors', () => {
+  it.skipIf(!vl.bin)('each reactor drives its own I/O queue pair; both namespaces verify', async () => {
+    const d = await startDaemon(['-m', '0x1']);
+    const h4 = await startDaemon(['-m', '0x3']);
+    try {
+      const dir = join(d.dir, 'vfu');
+      mkdirSync(dir);
+      for (const n of ['M1', 'M2']) await ok(d.sock, 'bdev_malloc_create', { name: n, num_blocks: 32768, block_size: 512 });
+      await ok(d.sock, 'nvmf_create_transport', { trtype: 'VFIOUSER' });
+      await ok(d.sock, 'nvmf_create_subsystem', { nqn: NQN, serial_number: 'SN-2NS' });
+      await ok(d.sock, 'nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'M1', nsid: 1 } });
+      await ok(d.sock, 'nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'M2', nsid: 2 } });
+      await ok(d.sock, 'nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'VFIOUSER', traddr: dir, trsvcid: '0' } });
+      expect(await ok(h4.sock, 'bdev_nvme_attach_controller', { name: 'Nvme0', trtype: 'vfiouser', traddr: dir })).toEqual(['Nvme0n1', 'Nvme0n2']);
+      await ok(h4.sock, 'vhost_create_blk_controller', { ctrlr: 'a', dev_name: 'Nvme0n1', cpumask: '0x1' });
+      await ok(h4.sock, 'vhost_create_blk_controller', { ctrlr: 'b', dev_name: 'Nvme0n2', cpumask: '0x2' });
+      const run = (c: string, seed: string) => runVhostLoad(vl.bin!, ['-s', join(h4.dir, c), '--verify', '--rw', 'randrw', '--bs', '8k',
+        '--qd', '16', '--time', '1', '--seed', seed, '--size', '2m']);
+      const [ra, rb] = await Promise.all([run('a', '11'), run('b', '12')]);
+      for (const r of [ra, rb]) { expect(r.code, r.stderr).toBe(0); expect(r.json.verify.mismatches).toBe(0); }
+      const [sub] = await ok(d.sock, 'nvmf_get_subsystems', { nqn: NQN });
+      // one I/O queue pair per initiator reactor (and the admin queue)
+      expect(sub.vfio_user_controllers[0].queues.cqs.map((q: { qid: number }) => q.qid).sort()).toEqual([0, 1, 2]);
+      const cfg = await ok(h4.sock, 'save_config');
+      const calls = cfg.subsystems.find((x: { subsystem: string }) => x.subsystem === 'bdev').config
+        .filter((c: { method: string }) => c.method === 'bdev_nvme_attach_controller');
+      expect(calls.length).toBe(1);
+    } finally {
+      await h4.stop();
+      await d.stop();
+    }
+  }, 60_000);
+});
