@@ -41,7 +41,8 @@ async function call(c: RpcClient, method: string, params?: unknown): Promise<any
 
 async function daemon(dir: string, cpu: number) {
   const sock = join(dir, "rpc.sock");
-  const s = spawnTracked(["taskset", "-c", String(cpu), process.execPath, VHOSTD, "-r", sock, "-S", dir, "-m", `[${cpu}]`], join(dir, "log"));
+  const s = spawnTracked(["taskset", "-c", String(cpu), process.execPath, VHOSTD, "-r", sock, "-S", dir, "-m", `[${cpu}]`,
+    "--disable-cpumask-locks"], join(dir, "log"));
   await waitForSocket(sock, s, 15_000, `vhostd in ${dir}`);
   return { s, rpc: await RpcClient.connect(sock), dir };
 }
