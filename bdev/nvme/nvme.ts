@@ -114,16 +114,22 @@ export async function detachController(bdevs: BdevRegistry, name: string): Promi
   await e.ctrlr.close();
 }
 
-/** bdev_nvme_get_controllers entries, shaped like SPDK's. */
-export function controllerInfo(name?: string): Record<string, unknown>[] {
+/**
+ * bdev_nvme_get_controllers entries, shaped like SPDK's; vhostd adds the newest entries of
+ * each enabled controller's Error Information log (Get Log Page 01h) as `error_log`.
+ */
+export async function controllerInfo(name?: string): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   for (const [n, e] of controllers) {
     if (name !== undefined && n !== name) continue;
     const c = e.ctrlr;
+    let errorLog: unknown[] = [];
+    if (c.stateName === 'enabled') { try { errorLog = await c.errorLog(); } catch { /* the controller is busy or gone */ } }
     out.push({
       name: n,
       ctrlrs: [{
         state: c.stateName,
+        error_log: errorLog,
         trid: { trtype: c.transport.trtype, traddr: c.transport.traddr },
         cntlid: c.id?.cntlid ?? 0,
         host: { nqn: (e.params.extra.hostnqn as string | undefined) ?? '', addr: '', svcid: '' },

@@ -122,8 +122,8 @@ export function registerNvmeMethods(reg: MethodRegistry): void {
     return true;
   }, { help: 'Detach an NVMe controller and delete its bdevs (none may be in use)' });
 
-  reg.register('bdev_nvme_get_controllers', { name: { type: 'string' } }, (p) => {
-    const out = controllerInfo(p.name);
+  reg.register('bdev_nvme_get_controllers', { name: { type: 'string' } }, async (p) => {
+    const out = await controllerInfo(p.name);
     if (p.name !== undefined && out.length === 0) throw new RpcError(RpcCode.ENODEV, `NVMe controller '${p.name}' does not exist`);
     return out;
   }, { help: 'List attached NVMe controllers' });

@@ -47,7 +47,7 @@ describe('bdev_nvme over vfio-user against vhostd\'s NVMe controller', () => {
       .toEqual([BS, BLOCKS, true, true, true, true]);
     expect(b.driver_specific.nvme[0].ctrlr_data).toMatchObject({ model_number: 'vhostd target', serial_number: 'SN-BDEV' });
     expect(await ok(h.sock, 'bdev_nvme_get_controllers')).toEqual([{ name: 'Nvme0',
-      ctrlrs: [expect.objectContaining({ state: 'enabled', trid: { trtype: 'vfiouser', traddr: t.dir } })] }]);
+      ctrlrs: [expect.objectContaining({ state: 'enabled', trid: { trtype: 'vfiouser', traddr: t.dir }, error_log: [] })] }]);
   });
 
   const span = ['--size', '16m'];
