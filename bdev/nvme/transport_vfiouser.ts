@@ -16,6 +16,8 @@ import { NvmeTransport, registerTransport } from './transport.js';
 
 const MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_FIXED = 0x10, PROT_NONE = 0;
 const align = (n: number, a: number) => Math.ceil(n / a) * a;
+/** Largest BAR0 accepted (an NVMe BAR0 is a few pages). */
+const MAX_BAR0 = 64 << 20;
 
 export class VfioUserTransport implements NvmeTransport {
   readonly trtype = 'vfiouser' as const;
@@ -55,6 +57,12 @@ export class VfioUserTransport implements NvmeTransport {
         throw new Error('the controller does not offer a mappable BAR0 doorbell page (sparse mmap): trapped doorbells ' +
           'would cost a socket round trip per I/O and are not yet supported; on a vhostd or SPDK target, do not set ' +
           'disable_mappable_bar0');
+      }
+      // the server's numbers are checked before MAP_FIXED could land on memory we use
+      if (bar0.size < DOORBELL_BASE + PAGE || bar0.size > MAX_BAR0 || area.offset % PAGE || area.size % PAGE ||
+        area.offset + area.size > bar0.size) {
+        throw new Error(`the controller describes an invalid BAR0 (size 0x${bar0.size.toString(16)}, mappable area ` +
+          `0x${area.offset.toString(16)}+0x${area.size.toString(16)})`);
       }
       // reserve the whole BAR (inaccessible), then map the doorbell area into it at its offset
       this.bar0Size = align(bar0.size, PAGE);
