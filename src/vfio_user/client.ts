@@ -56,6 +56,9 @@ export class VfioUserClient {
     for (;;) {
       const want = have < P.HDR_SIZE ? P.HDR_SIZE - have : P.readHeader(this.rbuf).size - have;
       if (have >= P.HDR_SIZE && want === 0) break;
+      if (have >= P.HDR_SIZE && (P.readHeader(this.rbuf).size > P.MAX_MSG_SIZE || P.readHeader(this.rbuf).size < P.HDR_SIZE)) {
+        throw new Error(`vfio-user server sent a message of ${P.readHeader(this.rbuf).size} bytes (at most ${P.MAX_MSG_SIZE})`);
+      }
       if (have >= P.HDR_SIZE && P.readHeader(this.rbuf).size > this.rbuf.length) {
         const nb = new Uint8Array(P.readHeader(this.rbuf).size);
         nb.set(this.rbuf.subarray(0, have));
