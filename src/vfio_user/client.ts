@@ -1,5 +1,5 @@
 // A small vfio-user client (protocol 0.1, QEMU docs/interop/vfio-user.rst) of our own, for the
-// NVMe bdev's vfio-user transport (bdev/nvme/transport_vfiouser.ts),
+// NVMe bdev's vfio-user transport (src/vfio_user/nvme_transport.ts),
 // the NVMe initiator in bench/ and the integration tests: version handshake, DMA_MAP of a
 // memfd, device/region/irq info (with the sparse mmap capability and its fd), region
 // reads and writes, and posted (no-reply) writes for trapped doorbells.
