@@ -242,3 +242,31 @@ describe('bdev_nvme: two namespaces used from two reactors', () => {
     }
   }, 60_000);
 });
+
+describe('bdev_nvme_attach_controller errors', () => {
+  it('refuses a controller without a mappable doorbell page (not yet), a missing socket and an unsupported trtype', async () => {
+    const d = await startDaemon(['-m', '0x1']);
+    const h5 = await startDaemon(['-m', '0x1']);
+    try {
+      const dir = join(d.dir, 'vfu');
+      mkdirSync(dir);
+      await ok(d.sock, 'bdev_malloc_create', { name: 'M0', num_blocks: 1024, block_size: 4096 });
+      await ok(d.sock, 'nvmf_create_transport', { trtype: 'VFIOUSER', disable_mappable_bar0: true });
+      await ok(d.sock, 'nvmf_create_subsystem', { nqn: NQN, serial_number: 'SN-TRAP' });
+      await ok(d.sock, 'nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'M0', nsid: 1 } });
+      await ok(d.sock, 'nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'VFIOUSER', traddr: dir, trsvcid: '0' } });
+      const trap = await rpc(h5.sock, 'bdev_nvme_attach_controller', { name: 'Nvme0', trtype: 'vfiouser', traddr: dir });
+      expect(trap.error?.message).toMatch(/mappable BAR0 doorbell page.*not yet supported.*disable_mappable_bar0/);
+      const missing = await rpc(h5.sock, 'bdev_nvme_attach_controller', { name: 'Nvme0', trtype: 'vfiouser', traddr: join(d.dir, 'nowhere') });
+      expect(missing.error?.message).toMatch(/cannot connect to the vfio-user controller at .*nowhere\/cntrl.*traddr is the directory/);
+      const tcp = await rpc(h5.sock, 'bdev_nvme_attach_controller', { name: 'Nvme0', trtype: 'TCP', traddr: '127.0.0.1', trsvcid: '4420' });
+      expect(tcp.error?.message).toMatch(/trtype 'TCP' is not supported by vhostd: use PCIe or vfiouser/);
+      expect(await ok(h5.sock, 'bdev_nvme_get_controllers')).toEqual([]);
+      expect(await ok(h5.sock, 'bdev_get_bdevs')).toEqual([]);
+      expect(h5.proc.exitCode).toBeNull();
+    } finally {
+      await h5.stop();
+      await d.stop();
+    }
+  });
+});
