@@ -191,16 +191,16 @@ describe('bdev_nvme I/O timeouts', () => {
       const r = await runVhostLoad(vl.bin!, ['-s', join(h3.dir, 'tmo'), '--rw', 'randread', '--bs', '4k', '--qd', '1', '--time', '2',
         '--io-timeout', '30']);
       expect(r.code, r.stderr + h3.stderr()).toBe(0);
+      // a reset may still be under way for the last read: it ends enabled
+      let state = '';
+      for (let i = 0; i < 200 && (state !== 'enabled' || !/Nvme0: reset done/.test(h3.stderr())); i++) {
+        state = (await ok(h3.sock, 'bdev_nvme_get_controllers', { name: 'Nvme0' }))[0].ctrlrs[0].state;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(state).toBe('enabled');
       const log = h3.stderr();
       expect(log).toMatch(/Nvme0: resetting the controller: .*(had no completion within 300 ms|completed nothing for)/);
       expect(log).toMatch(/Nvme0: reset done/);
-      // a reset may still be under way for the last read: it ends enabled
-      let state = '';
-      for (let i = 0; i < 100 && state !== 'enabled'; i++) {
-        state = (await ok(h3.sock, 'bdev_nvme_get_controllers', { name: 'Nvme0' }))[0].ctrlrs[0].state;
-        if (state !== 'enabled') await new Promise((res) => setTimeout(res, 100));
-      }
-      expect(state).toBe('enabled');
       expect(h3.proc.exitCode).toBeNull();
     } finally {
       await h3.stop();
