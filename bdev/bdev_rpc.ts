@@ -66,5 +66,5 @@ export function registerBdevMethods(reg: MethodRegistry): void {
   reg.register('bdev_wait_for_examine', {}, () => true);
 }
 
-registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: (ctx) => ctx.bdevs.list().map((b) => b.configCall()) });
+registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: (ctx) => ctx.bdevs.list().flatMap((b) => b.configCall() ?? []) });
 registerModule({ name: 'bdev', subsystem: 'bdev', rpc: registerBdevMethods });
