@@ -62,6 +62,8 @@ export class VfioUserServer {
   private pendingFds: number[] = [];
   private chain: Promise<void> = Promise.resolve();
   readonly dma = new DmaTable((w) => this.memoryLost(w));
+  /** The client (connGen) that mapped each window. */
+  private readonly windowOwner = new WeakMap<DmaWindow, number>();
   negotiated = false;
   clientCaps: Record<string, unknown> = {};
   /** Messages handled, by command name (diagnostics). */
@@ -135,8 +137,7 @@ export class VfioUserServer {
       if (want <= 0) {
         const h = P.readHeader(this.buf, 0);
         if (h.size < P.HDR_SIZE || h.size > P.MAX_MSG_SIZE) {
-          log.error(`${this.path}: message of ${h.size} bytes (command ${h.cmd}): protocol error, closing the connection`);
-          this.dropClient();
+          this.dropClient(`a message of ${h.size} bytes (command ${h.cmd}) is a protocol error`);
           return;
         }
         if (this.have >= h.size) { this.deliver(h); continue; }
@@ -149,8 +150,7 @@ export class VfioUserServer {
       }
       let r;
       try { r = recvWithFds(fd, this.buf, this.have, want); } catch (e) {
-        log.warn(`${this.path}: ${(e as Error).message}`);
-        this.dropClient();
+        this.dropClient((e as Error).message);
         return;
       }
       for (const x of r.fds) this.pendingFds.push(x);
@@ -186,10 +186,8 @@ export class VfioUserServer {
   private send(gen: number, msg: Uint8Array, fds: number[] = []): void {
     if (gen !== this.connGen || this.connFd < 0) return;
     try { sendWithFds(this.connFd, msg, fds, 0); } catch (e) {
-      const full = e instanceof NativeError && e.code === 'EAGAIN';
-      log.error(`${this.path}: reply failed (${(e as Error).message}): ` +
-        (full ? 'the client does not read its replies; dropping it' : 'the client is gone'));
-      this.dropClient();
+      if (e instanceof NativeError && e.code === 'EAGAIN') this.dropClient(`reply failed (${e.message}): the client does not read its replies`);
+      else this.dropClient();   // it closed before its reply
     }
   }
 
@@ -255,7 +253,7 @@ export class VfioUserServer {
         const flags = dv.getUint32(4, true);
         let iova, size, offset;
         try { offset = u64(8); iova = u64(16); size = u64(24); } catch (e) { fds.forEach(closeQuiet); throw e; }
-        this.dma.map(iova, size, offset, flags, fds.length ? fds[0] : -1);
+        this.windowOwner.set(this.dma.map(iova, size, offset, flags, fds.length ? fds[0] : -1), this.connGen);
         await this.device.memoryChanged(this.dma);
         return;
       }
@@ -341,7 +339,8 @@ export class VfioUserServer {
     }
   }
 
-  private dropClient(): void {
+  /** Closes the connection (with `why`: the server drops the client, logged as a warning). */
+  private dropClient(why?: string): void {
     const fd = this.connFd;
     if (fd < 0) return;
     this.loop.unwatch(fd);
@@ -350,7 +349,8 @@ export class VfioUserServer {
     this.pendingFds = [];
     shutdownSocket(fd);
     closeQuiet(fd);
-    log.info(`${this.path}: client disconnected`);
+    if (why) log.warn(`${this.path}: client dropped: ${why}`);
+    else log.info(`${this.path}: client disconnected`);
     this.chain = this.chain.then(async () => {
       try { await this.device.disconnected(); } catch (e) { log.error(`${this.path}: disconnect: ${(e as Error).message}`); }
       // all windows go: tell the device first, then unmap
@@ -365,11 +365,11 @@ export class VfioUserServer {
 
   /** A guarded DMA window took a SIGBUS: it now reads zeros, and its client is dropped. */
   private memoryLost(w: DmaWindow): void {
-    if (!this.dma.windows.includes(w)) return;
+    if (this.windowOwner.get(w) !== this.connGen || this.connFd < 0) return;   // its client is gone already
     log.error(`${this.path}: DMA window at 0x${w.iova.toString(16)} (${w.size} bytes) lost its backing under vhostd's mapping ` +
       '(the client truncated the file, or its filesystem ran out of space): it now reads as zeros; the client is dropped. ' +
       'Do not shrink memory files while a vfio-user server uses them.');
-    this.dropClient();
+    this.dropClient('its DMA memory lost its backing (SIGBUS)');
   }
 
   async close(): Promise<void> {
