@@ -53,8 +53,9 @@ export class VfioUserServer {
   private connGen = 0;
   /** Clients accepted while one is served, not read from yet (the next is served when it goes). */
   private waiting: number[] = [];
-  /** Messages read and not handled yet; reading pauses at MAX_QUEUED. */
+  /** Messages (and their bytes) read and not handled yet; reading pauses at MAX_QUEUED or MAX_QUEUED_BYTES. */
   private queued = 0;
+  private queuedBytes = 0;
   private paused = false;
   private closed = false;
   private buf = new Uint8Array(64 * 1024);
@@ -110,6 +111,7 @@ export class VfioUserServer {
     this.connGen++;
     this.have = 0;
     this.queued = 0;
+    this.queuedBytes = 0;
     this.paused = false;
     this.negotiated = false;
     log.info(`${this.path}: client connected`);
@@ -126,7 +128,7 @@ export class VfioUserServer {
     if (fd < 0) return;
     for (;;) {
       if (this.connFd !== fd) return;
-      if (this.queued >= MAX_QUEUED) {
+      if (this.queued >= MAX_QUEUED || this.queuedBytes >= MAX_QUEUED_BYTES) {
         // the client sends faster than its messages are handled: stop reading (its sends
         // block, not us) until the backlog is gone
         this.paused = true;
@@ -167,15 +169,17 @@ export class VfioUserServer {
     this.have = 0;
     const gen = this.connGen;
     this.queued++;
+    this.queuedBytes += h.size;
     this.chain = this.chain.then(() => this.handle(gen, h, payload, fds)).catch((e) => {
       log.error(`${this.path}: ${(e as Error).stack ?? e}`);
-    }).then(() => this.handled(gen));
+    }).then(() => this.handled(gen, h.size));
   }
 
   /** One message of client `gen` is done: resume reading a paused client once its backlog is gone. */
-  private handled(gen: number): void {
+  private handled(gen: number, size: number): void {
     if (gen !== this.connGen || this.connFd < 0) return;
     this.queued--;
+    this.queuedBytes -= size;
     if (this.paused && this.queued === 0) {
       this.paused = false;
       this.loop.watch(this.connFd, () => this.onReadable());
@@ -385,8 +389,8 @@ export class VfioUserServer {
 
 /** Clients accepted while another is connected, kept waiting (more are refused). */
 const MAX_WAITING = 8;
-/** Messages read ahead of the one being handled before the server stops reading a client. */
-const MAX_QUEUED = 64;
+/** Messages (bytes) read ahead of the one being handled before the server stops reading a client. */
+const MAX_QUEUED = 64, MAX_QUEUED_BYTES = 4 << 20;
 
 /** The SIGBUS guard's eventfd is watched once per loop (one per process; vhost-user watches it on its own loop). */
 const sigbusWatched = new WeakSet<FdLoop>();
