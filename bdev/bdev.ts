@@ -5,7 +5,8 @@ import { BdevChannelSpec, IoTypeName } from './types.js';
 import { createStats, MAX_REACTORS } from './stats.js';
 import { createQosState } from './qos/qos_bucket.js';
 
-export interface ConfigCall { method: string; params: Record<string, unknown> }
+import type { ConfigCall } from '../src/framework/app_context.js';
+export type { ConfigCall };
 
 export interface BdevOptions {
   name: string;
@@ -70,8 +71,8 @@ export abstract class Bdev {
 
   /** Module data a reactor needs to open a channel (addresses, fds, flags). */
   protected abstract channelData(): Record<string, unknown>;
-  /** The RPC call that recreates this bdev (for save_config). */
-  abstract configCall(): ConfigCall;
+  /** The RPC call that recreates this bdev (for save_config); null when another bdev's call does (NVMe namespaces). */
+  abstract configCall(): ConfigCall | null;
   /** driver_specific section of bdev_get_bdevs, if any. */
   driverSpecific(): Record<string, unknown> | undefined { return undefined; }
   /** Work to finish before the bdev serves I/O (e.g. faulting in memory); runs off the main thread where it can. */

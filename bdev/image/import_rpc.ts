@@ -3,6 +3,7 @@
 // the start call returns an operation_id at once, the status call reports state ("in progress",
 // "complete", "error"), bytes done of the total, progress in percent and the error if any.
 import { MethodRegistry } from '../../src/rpc/registry.js';
+import { registerModule } from '../../src/framework/module.js';
 import { Params } from '../../src/rpc/params.js';
 import { imageImporter } from './import.js';
 import type { ImageFormat } from './image_worker.js';
@@ -23,3 +24,5 @@ export function registerImportMethods(reg: MethodRegistry): void {
     operation_id: { type: 'int', min: 1, desc: 'one job; default: all recent jobs' },
   }, (p) => imageImporter.list(p.operation_id), { help: 'State and progress of image imports' });
 }
+
+registerModule({ name: 'bdev_import', subsystem: 'bdev', rpc: registerImportMethods });

@@ -1,5 +1,6 @@
 // bdev_set_qos_limit (SPDK's name, params and result).
 import { MethodRegistry } from '../../src/rpc/registry.js';
+import { registerModule } from '../../src/framework/module.js';
 import { RpcCode, RpcError } from '../../src/rpc/errors.js';
 import { Params } from '../../src/rpc/params.js';
 import { setQosLimits } from './qos.js';
@@ -22,3 +23,5 @@ export function registerQosMethods(reg: MethodRegistry): void {
     return true;
   }, { help: 'Set rate limits of a bdev (I/Os and MiB per second; 0 removes a limit); reads and writes over the limit wait' });
 }
+
+registerModule({ name: 'bdev_qos', subsystem: 'bdev', rpc: registerQosMethods });

@@ -12,6 +12,12 @@ import { NvmeDevice, NvmeNamespace } from './nvme_device.js';
 import { MAX_NS } from './nvme_defs.js';
 import type { NsNotice } from './nvme_ctrlr.js';
 import { logger } from '../../src/log.js';
+import { SocketPathError } from '../../src/framework/socket_file.js';
+
+// The NVMe target's part of the app context (absent in tools that run without reactors).
+declare module '../../src/framework/app_context.js' {
+  interface AppContext { readonly nvmf?: NvmfManager }
+}
 
 const log = logger('nvmf');
 
@@ -155,7 +161,10 @@ export class NvmfManager {
       mappableDoorbells: !t.disable_mappable_bar0, shadowDoorbells: !t.disable_shadow_doorbells,
     });
     const server = new VfioUserServer(path, device, this.loop);
-    try { server.listen(); } catch (e) { void device.destroy(); throw e; }
+    try { server.listen(); } catch (e) {
+      void device.destroy();
+      throw e instanceof SocketPathError ? new NvmfError(e.code, e.message) : e;
+    }
     s.listeners.push({ traddr: a.traddr, trsvcid: a.trsvcid ?? '0', path, server, device });
     log.notice(`subsystem ${nqn}: vfio-user listener ${path} (reactor ${reactor})`);
   }

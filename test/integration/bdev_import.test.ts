@@ -156,7 +156,7 @@ describe.skipIf(!hasQemuImg)('image import into a malloc bdev, read back through
     const { ReactorPool } = await load('src/reactor/pool.js');
     const { BdevRegistry } = await load('bdev/registry.js');
     const { CtrlIo } = await load('bdev/ctrl_io.js');
-    pool = await ReactorPool.start([0], { idleSleepMs: 1 });
+    pool = await ReactorPool.start([0], { worker: pathToFileURL(join(ROOT, 'dist/src/reactor_main.js')), idleSleepMs: 1 });
     reg = new BdevRegistry();
     io = new CtrlIo();
     io.attach(pool, reg);

@@ -1,13 +1,13 @@
 // bdev_get_bdevs and bdev_get_iostat result objects, in SPDK's field layout.
-import type { Bdev } from '../../../bdev/bdev.js';
-import { S, SLOT_DOUBLES, sumStats } from '../../../bdev/stats.js';
-import { assignedRateLimits } from '../../../bdev/qos/qos.js';
+import type { Bdev } from './bdev.js';
+import { S, SLOT_DOUBLES, sumStats } from './stats.js';
+import { assignedRateLimits } from './qos/qos.js';
 
 const IO_TYPES = ['read', 'write', 'unmap', 'flush', 'reset', 'nvme_admin', 'nvme_io', 'nvme_io_md', 'write_zeroes',
   'zcopy', 'get_zone_info', 'zone_management', 'zone_append', 'compare', 'compare_and_write', 'abort', 'seek_hole',
   'seek_data', 'copy', 'nvme_iov_md'] as const;
 
-const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk', aio: 'AIO disk', uring: 'URING bdev', delay: 'delay' };
+const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk', aio: 'AIO disk', uring: 'URING bdev', delay: 'delay', nvme: 'NVMe disk' };
 
 export function bdevInfo(b: Bdev): Record<string, unknown> {
   const supported: Record<string, boolean> = {};

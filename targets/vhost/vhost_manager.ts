@@ -2,19 +2,25 @@
 // directory they live in (SPDK's -S).
 import { join } from 'node:path';
 import { existsSync, statSync } from 'node:fs';
-import { FdLoop } from './fd_loop.js';
-import { VhostUserDevice } from './device.js';
-import { ReactorPool } from '../reactor/pool.js';
+import { FdLoop } from '../../src/vhost/fd_loop.js';
+import { VhostUserDevice } from '../../src/vhost/device.js';
+import { ReactorPool } from '../../src/reactor/pool.js';
 import { BdevRegistry } from '../../bdev/registry.js';
-import { BlkController } from '../../targets/blk/blk_controller.js';
-import { ScsiController } from '../../targets/scsi/scsi_controller.js';
-import { SCSI_MAX_TARGETS } from '../../targets/scsi/virtio_scsi.js';
-import { parseCpumask, formatCpumask } from '../cpumask.js';
-import { logger } from '../log.js';
+import { BlkController } from '../blk/blk_controller.js';
+import { ScsiController } from '../scsi/scsi_controller.js';
+import { SCSI_MAX_TARGETS } from '../scsi/virtio_scsi.js';
+import { parseCpumask, formatCpumask } from '../../src/cpumask.js';
+import { logger } from '../../src/log.js';
 import { ConfigCall } from '../../bdev/bdev.js';
-import { COALESCING_CHECK_MS } from '../virtio/split_queue.js';
+import { COALESCING_CHECK_MS } from '../../src/virtio/split_queue.js';
+import { applySocketAccess, prepareSocketPath, SocketPathError } from '../../src/framework/socket_file.js';
 
 const log = logger('vhost');
+
+// The vhost targets' part of the app context (absent in tools that run without reactors).
+declare module '../../src/framework/app_context.js' {
+  interface AppContext { readonly vhost?: VhostManager }
+}
 
 export class VhostError extends Error {
   constructor(readonly code: 'exists' | 'not_found' | 'busy' | 'invalid', message: string) { super(message); }
@@ -67,12 +73,13 @@ export class VhostManager {
     }
     const { cpus, reactors } = this.reactorsFor(p.cpumask);
     const path = join(this.socketDir, p.ctrlr);
+    claimPath(path);
     const bdev = this.bdevs.claim(p.dev_name, `vhost controller ${p.ctrlr}`);
     let device: VhostUserDevice;
     try {
       const ctrl = new BlkController(p.ctrlr, bdev, p.readonly ?? false, reactors, this.pool);
       device = new VhostUserDevice(ctrl, path, this.loop);
-      device.listen();
+      listenWithAccess(device);
       const unwatch = bdev.onResize((b, old) => this.blkResized(p.ctrlr, b.numBlocks, old));
       this.ctrls.set(p.ctrlr, { name: p.ctrlr, kind: 'blk', device, path, ctrl, cpus, unwatch,
         coalescing: { delayBaseUs: 0, iopsThreshold: 0 } });
@@ -108,8 +115,9 @@ export class VhostManager {
   }
 
   private listenScsi(e: ScsiEntry): void {
+    claimPath(e.path);
     const device = new VhostUserDevice(e.ctrl, e.path, this.loop);
-    device.listen();
+    listenWithAccess(device);
     e.device = device;
   }
 
@@ -276,6 +284,23 @@ function scsiTargets(c: ScsiController): Record<string, unknown>[] {
 
 function parseCpumaskChecked(mask: string): number[] {
   try { return parseCpumask(mask); } catch (e) { throw new VhostError('invalid', (e as Error).message); }
+}
+
+/** The socket path must be free or a stale socket: a file or a live socket is refused, not deleted. */
+function claimPath(path: string): void {
+  try { prepareSocketPath(path); } catch (e) {
+    if (e instanceof SocketPathError) throw new VhostError(e.code, e.message);
+    throw e;
+  }
+}
+
+/** Listens and applies --socket-owner/--socket-mode; a socket that cannot get them is closed again. */
+function listenWithAccess(device: VhostUserDevice): void {
+  device.listen();
+  try { applySocketAccess(device.socketPath); } catch (e) {
+    void device.close();   // closes and unlinks the socket synchronously
+    throw e instanceof SocketPathError ? new VhostError(e.code, e.message) : e;
+  }
 }
 
 function checkName(name: string): void {
