@@ -19,7 +19,7 @@ export const bdevSubsystem: SubsystemEntry = {
   name: 'bdev',
   create: (ctx) => ({
     name: 'bdev', dependsOn: [],
-    configCalls: () => ctx.bdevs.list().map((b) => b.configCall()),
+    configCalls: () => ctx.bdevs.list().flatMap((b) => b.configCall() ?? []),
   }),
   register: (rpc) => registerBdevMethods(rpc),
 };

@@ -6,6 +6,7 @@ import { addSeals, closeQuiet, setNonBlocking, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_
 import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';
 import * as P from './protocol.js';
+import { dmaRegistry } from '../memory/dma_registry.js';
 import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked, guardShrink } from './memory_table.js';
 import { QueueInflight, VhostTarget, VringState } from './target.js';
 import { VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_RING_F_EVENT_IDX, bit } from '../virtio/constants.js';
@@ -455,6 +456,7 @@ export class VhostUserDevice {
     for (const v of running) await this.stopVring(v);
     const old = this.regions;
     this.regions = next;
+    await dmaRegistry.setRegions(this, next.map((r) => ({ hva: r.hva, size: r.size, fd: r.dmaFd, offset: r.mmapOffset })));
     for (const r of old) if (!next.includes(r)) unmapRegion(r);
     if (!this.warnedShrink && next.some((r) => !r.shrinkProof)) {
       this.warnedShrink = true;
@@ -479,6 +481,7 @@ export class VhostUserDevice {
       closeQuiet(v.kickFd); closeQuiet(v.callFd); closeQuiet(v.errFd);
     }
     this.vrings = this.vrings.map((v) => newVring(v.index));
+    await dmaRegistry.setRegions(this, []);
     for (const r of this.regions) unmapRegion(r);
     this.regions = [];
     this.dropInflight();

@@ -3,6 +3,7 @@
 import { fstatSync } from 'node:fs';
 import { mmap, munmap, closeQuiet, getSeals, addSeals, F_SEAL_SHRINK } from '../../native/libc.js';
 import { MemRegionSpec, MAX_ADDR } from '../memory/guest_memory.js';
+import { dmaRegistry } from '../memory/dma_registry.js';
 
 export interface MappedRegion extends MemRegionSpec {
   mmapOffset: number;
@@ -10,6 +11,8 @@ export interface MappedRegion extends MemRegionSpec {
   mapLen: number;
   /** The fd cannot shrink under the mapping (see guardShrink). */
   shrinkProof: boolean;
+  /** A dup of the region's fd kept for DMA mapping (src/memory/dma_registry.ts), or -1. */
+  dmaFd: number;
 }
 
 export class MemoryError extends Error {}
@@ -35,7 +38,7 @@ export function mapRegion(r: { gpa: number; size: number; uaddr: number; mmapOff
     checkBacked(fd, mapLen, 'guest memory region');
     let mapAddr: number;
     try { mapAddr = mmap(mapLen, fd); } catch (e) { throw new MemoryError(`cannot map guest memory region: ${(e as Error).message}`); }
-    return { ...r, mapAddr, mapLen, hva: mapAddr + r.mmapOffset, shrinkProof };
+    return { ...r, mapAddr, mapLen, hva: mapAddr + r.mmapOffset, shrinkProof, dmaFd: dmaRegistry.keepFd(fd) };
   } finally {
     closeQuiet(fd);
   }
@@ -72,6 +75,7 @@ export function checkBacked(fd: number, len: number, what: string): void {
 
 export function unmapRegion(r: MappedRegion): void {
   try { munmap(r.mapAddr, r.mapLen); } catch { /* already gone */ }
+  dmaRegistry.release(r.dmaFd);
 }
 
 /** Rejects overlapping guest-physical ranges. */
