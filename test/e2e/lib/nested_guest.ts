@@ -81,7 +81,7 @@ mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -o rbind /dev /host/dev
 for d in /tmp /var/tmp /run; do mount -t tmpfs tmpfs /host$d; done
-cp /inner.sh /host/tmp/inner.sh
+cp /inner.sh /inner_lib.sh /host/tmp/
 ${bindVfio ? `echo "nested: binding ${NVME_ADDR} to vfio-pci"
 [ -e /sys/bus/pci/devices/${NVME_ADDR}/driver ] && echo ${NVME_ADDR} > /sys/bus/pci/devices/${NVME_ADDR}/driver/unbind
 echo vfio-pci > /sys/bus/pci/devices/${NVME_ADDR}/driver_override
@@ -96,6 +96,22 @@ exit $rc
 `;
 }
 
+/** Shell helpers for scripts in the chroot: /tmp/inner_lib.sh (sourced by the script). */
+const INNER_LIB = String.raw`
+# pci_rescan ADDR: rescan the bus until ADDR is back (after a remove)
+pci_rescan() {
+  echo 1 > /sys/bus/pci/rescan
+  for i in $(seq 100); do [ -e /sys/bus/pci/devices/$1 ] && return 0; sleep 0.1; done
+  echo "pci_rescan: $1 did not come back"; return 1
+}
+# bind_driver ADDR DRIVER: unbind ADDR from its driver and bind it to DRIVER
+bind_driver() {
+  [ -e /sys/bus/pci/devices/$1/driver ] && echo $1 > /sys/bus/pci/devices/$1/driver/unbind
+  echo $2 > /sys/bus/pci/devices/$1/driver_override
+  echo $1 > /sys/bus/pci/drivers/$2/bind
+}
+`;
+
 export async function startNestedGuest(o: NestedGuestOptions): Promise<RunningGuest> {
   const image = await ensureVfioGuest();
   const fh = await fs.open(o.nvmeImage, "a");
@@ -106,7 +122,10 @@ export async function startNestedGuest(o: NestedGuestOptions): Promise<RunningGu
     image,
     devices: nestedGuestDevices({ nvmeImage: o.nvmeImage, nvmeSerial: serial }),
     script: nestedGuestScript(o.bindVfio !== false),
-    files: { "inner.sh": `set -o pipefail\nNVME_SERIAL=${serial}\n${o.script}\n` },
+    files: {
+      "inner.sh": `set -o pipefail\nNVME_SERIAL=${serial}\n. /tmp/inner_lib.sh\n${o.script}\n`,
+      "inner_lib.sh": INNER_LIB,
+    },
     memMiB: o.memMiB ?? 1536,
     smp: o.smp ?? 2,
     timeoutMs: o.timeoutMs,
