@@ -84,7 +84,7 @@ describe.skipIf(skip)("PCIe NVMe over VFIO in a nested guest: smoke (native/vfio
     expect(kv.vs).toMatch(/^1\.[2-9]\./);
   });
 
-  it("maps DMA memory at IOVA = hva: the controller writes Identify data into it", () => {
+  it("maps DMA memory at IOVA = hva: the controller writes Identify data into it and interrupts", () => {
     expect(Number(kv.dma_hva)).toBeGreaterThan(2 ** 39); // beyond a 39-bit IOMMU: aw-bits=48 at work
     expect(kv.identify_status).toBe("0x0");
     expect(kv.identify_vid).toBe("0x1b36");
@@ -92,6 +92,7 @@ describe.skipIf(skip)("PCIe NVMe over VFIO in a nested guest: smoke (native/vfio
     expect(kv.map_idempotent).toBe("1");
     expect(kv.err_map_other_size).toMatch(/already mapped with another size/);
     expect(kv.msix_fds).toBe("1");
+    expect(kv.msix_vector0_signalled).toBe("1"); // the completion's MSI-X message reached its eventfd
     expect(kv.err_too_many_vectors).toMatch(/offers \d+ MSI-X vectors/);
   });
 

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { openTransport } from '../../../dist/bdev/nvme/transport.js';
 import '../../../dist/bdev/nvme/transport_pcie.js';
-import { view, memfdCreate, mmap, munmap, close } from '../../../dist/native/libc.js';
+import { view, memfdCreate, mmap, munmap, close, eventfdDrain } from '../../../dist/native/libc.js';
 
 const [addr, serial, otherAddr] = process.argv.slice(2);
 const out = (k, v) => console.log(`${k}=${v}`);
@@ -58,6 +58,10 @@ r32[CC] = 1 | (6 << 16) | (4 << 20);
 await waitFor(() => (r32[CSTS] & 3) !== 0, toMs, 'CSTS.RDY=1');
 out('csts_after_enable', hex(r32[CSTS]));
 
+// interrupts: one eventfd per MSI-X vector; the admin CQ raises vector 0
+const fds = await t.enableInterrupts(2);
+out('msix_fds', fds.length === 2 && fds.every((f) => f >= 0) ? 1 : 0);
+
 // Identify Controller (opcode 06h, CNS 1), PRP1 = the DMA buffer's hva
 const sq = new Uint32Array(view(asq.hva, 4096));
 sq[0] = 0x06 | (7 << 16);
@@ -74,6 +78,9 @@ out('identify_vid', hex(id[0] | (id[1] << 8)));
 out('identify_sn', JSON.stringify(str(4, 24)));
 out('identify_mn', JSON.stringify(str(24, 64)));
 out('identify_sn_ok', str(4, 24) === serial ? 1 : 0);
+let irq = false;
+for (let i = 0; i < 2000 && !irq; i++) { irq = eventfdDrain(fds[0]); if (!irq) await sleep(1); }
+out('msix_vector0_signalled', irq ? 1 : 0);
 
 // a "guest memory" region from another memfd: mapped, mapping again is a no-op, unmapped
 const gsz = 2 * 1024 * 1024;
@@ -86,9 +93,6 @@ await expectError('map_other_size', () => t.mapDma(ghva, gsz / 2, gfd, 0));
 await t.unmapDma(ghva, gsz);
 munmap(ghva, gsz); close(gfd);
 
-// interrupts: one eventfd per MSI-X vector
-const fds = await t.enableInterrupts(2);
-out('msix_fds', fds.length === 2 && fds.every((f) => f >= 0) ? 1 : 0);
 await expectError('too_many_vectors', () => t.enableInterrupts(100000));
 
 // error paths: opening it a second time, bad addresses, a device not bound to vfio-pci
