@@ -7,5 +7,7 @@ export default defineConfig({
     hookTimeout: 600_000,
     pool: 'forks',
     fileParallelism: false,
+    // tests run several daemons on CPU 0 at once; test/integration/startup.test.ts checks the locks
+    env: { VHOSTD_DISABLE_CPUMASK_LOCKS: '1' },
   },
 });

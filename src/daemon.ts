@@ -1,5 +1,4 @@
 // The daemon: builds the App (AppContext), loads -c config, serves RPC, shuts down on signals.
-import { statSync } from 'node:fs';
 import type { AppContext, AppState, Subsystem } from './app.js';
 import { ReactorPool } from './reactor/pool.js';
 import { VhostManager } from './vhost/manager.js';
@@ -14,13 +13,23 @@ import { rpcMethods, MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
 import { registerFrameworkMethods } from './rpc/methods/framework.js';
 import { registerLogMethods } from './rpc/methods/log.js';
+import { registerCpuLockMethods } from './rpc/methods/cpu_locks.js';
 import { SUBSYSTEMS } from './subsystems.js';
 import { applyConfig, ConfigEntry, planConfig, readConfigFile } from './config/load.js';
 import type { DaemonOptions } from './cli/vhostd-args.js';
 import { UsageError } from './cli/vhostd-args.js';
+import { StartupError } from './startup/errors.js';
+import { checkCpus, checkPaths, cpuRanges, resolveSocketAccess } from './startup/checks.js';
+import { claimCpuLocks } from './startup/cpu_locks.js';
+import type { HeldLock } from './startup/lock_file.js';
+import { lockRpcSocket } from './rpc/socket-path.js';
+import { setControllerSocketAccess } from './socket_file.js';
+import { getAffinity } from '../native/libc.js';
 
 const log = logger('app');
 const SHUTDOWN_LIMIT_MS = 15_000;
+/** A failed start tears down what it created for at most this long, then the process exits anyway. */
+const ABORT_LIMIT_MS = 1_000;
 
 
 export class App implements AppContext {
@@ -35,7 +44,7 @@ export class App implements AppContext {
   private stopping: Promise<void> | null = null;
 
   constructor(readonly opts: DaemonOptions, readonly rpc: MethodRegistry, pool: ReactorPool,
-    private readonly onStopped: (code: number) => void) {
+    private readonly onStopped: (code: number) => void, private cpuLocks: HeldLock[] = [], private rpcLock: HeldLock | null = null) {
     this.reactors = pool;
     this.vhost = new VhostManager(pool, this.bdevs, opts.socketDir);
   }
@@ -59,10 +68,36 @@ export class App implements AppContext {
       this.onStopped(1);
     }, SHUTDOWN_LIMIT_MS);
     limit.unref();
-    this.stopping = this.stopAll().then(() => this.onStopped(0), (e) => {
+    this.stopping = this.stopAll().then(() => { this.releaseLocks(); this.onStopped(0); }, (e) => {
       log.error(`shutdown failed: ${(e as Error).message}`);
+      this.releaseLocks();
       this.onStopped(1);
     });
+  }
+
+  /** A failed start: removes what was created (sockets, reactors) within ABORT_LIMIT_MS, then the locks. */
+  async abort(): Promise<void> {
+    this.state = 'stopping';
+    const limit = new Promise<'late'>((r) => setTimeout(() => r('late'), ABORT_LIMIT_MS).unref());
+    const done = this.stopAll().then(() => 'done' as const, (e) => { log.warn(`cleanup after the failed start: ${(e as Error).message}`); return 'done' as const; });
+    if (await Promise.race([done, limit]) === 'late') log.warn(`cleanup after the failed start took over ${ABORT_LIMIT_MS} ms: exiting anyway`);
+    this.releaseLocks();
+  }
+
+  private releaseLocks(): void {
+    this.disableCpuLocks();
+    this.rpcLock?.release();
+    this.rpcLock = null;
+  }
+
+  /** framework_enable_cpumask_locks: locks the reactor CPUs again (throws CpuLockError naming a holder). */
+  enableCpuLocks(): void {
+    if (this.cpuLocks.length === 0) this.cpuLocks = claimCpuLocks(this.opts.cpus, this.opts.rpcSocket);
+  }
+
+  /** framework_disable_cpumask_locks: another instance may take these CPUs. */
+  disableCpuLocks(): void {
+    for (const l of this.cpuLocks.splice(0)) l.release();
   }
 
   /** Set by runDaemon: closes the RPC server. */
@@ -91,30 +126,59 @@ function applyLogOptions(opts: DaemonOptions): void {
   for (const f of opts.logFlags) setLogFlag(f, true);
 }
 
-/** Starts the daemon; resolves with the App once it serves RPC. onExit gets the exit code. */
+/**
+ * Starts the daemon; resolves with the App once it serves RPC. onExit gets the exit code.
+ * Order: check the command line against the machine, lock the CPUs and the RPC socket (a second
+ * instance stops here, having changed nothing), then start reactors and create objects. A failure
+ * after that removes what was created before it is thrown.
+ */
 export async function runDaemon(opts: DaemonOptions, onExit: (code: number) => void): Promise<App> {
   applyLogOptions(opts);
+  checkCpus(opts);
+  checkPaths(opts);
+  setControllerSocketAccess(resolveSocketAccess(opts));
+  const cpuLocks = opts.disableCpumaskLocks ? [] : claimCpuLocks(opts.cpus, opts.rpcSocket);
+  let rpcLock: HeldLock | null = null;
+  let pool: ReactorPool;
   try {
-    if (!statSync(opts.socketDir).isDirectory()) throw new Error('not a directory');
+    rpcLock = lockRpcSocket(opts.rpcSocket);
+    pool = await ReactorPool.start(opts.cpus, { idleSleepMs: opts.idleSleepMs }).catch((e) => { throw reactorStartError(e, opts); });
   } catch (e) {
-    throw new UsageError(`-S ${opts.socketDir}: ${(e as Error).message}`);
+    for (const l of cpuLocks) l.release();
+    rpcLock?.release();
+    throw e;
   }
-  const pool = await ReactorPool.start(opts.cpus, { idleSleepMs: opts.idleSleepMs });
+  const app = new App(opts, rpcMethods, pool, onExit, cpuLocks, rpcLock);
   try {
-    return await startApp(opts, pool, onExit);
+    await startApp(app);
+    return app;
   } catch (e) {
-    await pool.stop();
+    await app.abort();
     throw e;
   }
 }
 
-async function startApp(opts: DaemonOptions, pool: ReactorPool, onExit: (code: number) => void): Promise<App> {
-  const app = new App(opts, rpcMethods, pool, onExit);
+function reactorStartError(e: unknown, opts: DaemonOptions): Error {
+  const msg = (e as Error)?.message ?? String(e);
+  if (!/sched_setaffinity/.test(msg)) return e as Error;
+  let allowed = '';
+  try { allowed = `; this process may run on CPUs ${cpuRanges(getAffinity(0))} (taskset or cgroup cpuset)`; } catch { /* unknown */ }
+  return new StartupError(`-m ${opts.cpumask}: a reactor could not be pinned to its CPU (${msg})${allowed}: choose CPUs it may use`);
+}
+
+async function startApp(app: App): Promise<void> {
+  const opts = app.opts;
   registerFrameworkMethods(rpcMethods);
   registerLogMethods(rpcMethods);
+  registerCpuLockMethods(rpcMethods, app);
   for (const s of SUBSYSTEMS) {
     app.subsystems.push(s.create(app));
     s.register(rpcMethods, app);
+  }
+  // the metrics port is claimed before any controller exists: a busy port changes nothing
+  if (opts.metrics) {
+    const addr = `${opts.metrics.host}:${opts.metrics.port}`;
+    await startMetricsServer(addr, app.bdevs, app.reactors).catch((e) => { throw metricsError(addr, e); });
   }
   const persist = opts.configFile ? new ConfigPersister(opts.configFile, () => app.subsystems) : undefined;
   const restored = persist?.exists ?? false;
@@ -132,11 +196,18 @@ async function startApp(opts: DaemonOptions, pool: ReactorPool, onExit: (code: n
     rpcMethods.onSuccess(() => persist.update());
   }
   const server = new RpcServer({ path: opts.rpcSocket, registry: rpcMethods, ctx: app });
-  await server.listen();
+  await server.listen().catch((e) => { throw new StartupError(`-r ${opts.rpcSocket}: cannot serve RPC there: ${(e as Error).message}`); });
   app.closeRpc = () => server.close();
-  if (opts.metrics) await startMetricsServer(`${opts.metrics.host}:${opts.metrics.port}`, app.bdevs, pool);
   if (!opts.config && !restored && opts.useDefault) printAttachHelp(opts.socketDir, opts.rpcSocket);
   log.notice(`vhostd ${VERSION} started: reactors on CPUs ${opts.cpus.join(',')}, vhost sockets in ${opts.socketDir}` +
     (opts.waitForRpc ? ', waiting for framework_start_init' : ''));
-  return app;
+}
+
+function metricsError(addr: string, e: unknown): Error {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const why = code === 'EADDRINUSE' ? 'the port is already in use (another vhostd or exporter?): choose another port or stop that process'
+    : code === 'EADDRNOTAVAIL' ? 'that address is not on this machine: use 127.0.0.1, 0.0.0.0 or one of its addresses'
+    : code === 'EACCES' ? 'permission denied (ports below 1024 need root): choose another port'
+    : (e as Error)?.message ?? String(e);
+  return new StartupError(`--metrics ${addr}: cannot listen: ${why}`);
 }

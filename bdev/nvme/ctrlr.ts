@@ -5,7 +5,7 @@ import { closeQuiet, eventfd, eventfdSignal, view } from '../../native/libc.js';
 import { logger } from '../../src/log.js';
 import { dmaRegistry, DmaRegion, DmaSubscriber } from '../../src/memory/dma_registry.js';
 import { AdminQueue } from './admin.js';
-import { C_GEN, C_STATE, MAX_QPAIRS, Q_ACK, Q_ACTIVE, Q_TIMEOUT, ST, createState, qpCell, stateNames } from './ctrlr_state.js';
+import { C_GEN, C_STATE, MAX_QPAIRS, Q_ACK, Q_ACTIVE, Q_INFLIGHT, Q_PROGRESS, Q_TIMEOUT, ST, createState, qpCell, stateNames } from './ctrlr_state.js';
 import {
   ADM, ADMIN_DEPTH, CC_EN, CC_IOQES, CC_SHN_NORMAL, CNS, CQE_BYTES, CSTS_CFS, CSTS_RDY, CSTS_SHST_COMPLETE, CSTS_SHST_MASK,
   DOORBELL_BASE, FEAT_NUM_QUEUES, LOG_ERROR, MAX_NLB, ONCS_DSM, ONCS_WRITE_ZEROES, PAGE, REG, SQE_BYTES, TWO32,
@@ -63,8 +63,15 @@ export class NvmeController implements DmaSubscriber {
   private closed = false;
   resets = 0;
 
+  /** Per qpair: completions seen at the last health check, and when they last moved. */
+  private progress: { count: number; since: number }[] = [];
+
+  /**
+   * ioTimeoutMs: a command without completion for this long (0: never) is a timeout;
+   * resetOnTimeout: then reset the controller (else only log it, SPDK's action "none").
+   */
   constructor(readonly name: string, readonly transport: NvmeTransport, private readonly reactors: number,
-    readonly ioTimeoutMs = DEFAULT_IO_TIMEOUT_MS) {
+    readonly ioTimeoutMs = DEFAULT_IO_TIMEOUT_MS, readonly resetOnTimeout = true) {
     if (!transport.readReg32) this.regs = new Uint32Array(view(transport.bar0Hva, DOORBELL_BASE));
     transport.onRemoved?.((why) => this.fail(`device removed: ${why}`));
   }
@@ -200,6 +207,11 @@ export class NvmeController implements DmaSubscriber {
     const depth = Math.min(IO_QUEUE_DEPTH, this.mqes);
     const sqBytes = align(depth * SQE_BYTES, PAGE), cqBytes = align(depth * CQE_BYTES, PAGE);
     if (first) {
+      // one MSI-X vector per I/O queue (vector 0 = admin, not used: admin completions are polled)
+      let irqs: number[] = [];
+      try { irqs = await this.transport.enableInterrupts(granted + 1); } catch (e) {
+        log.warn(`${this.name}: no completion interrupts (${(e as Error).message}): reactors poll while I/O is in flight`);
+      }
       this.qpairs = new Array(this.reactors).fill(null);
       for (let i = 0; i < granted; i++) {
         const m = await this.transport.allocDma(sqBytes + cqBytes + (depth - 1) * PAGE);
@@ -211,14 +223,16 @@ export class NvmeController implements DmaSubscriber {
           ctrlr: this.name, serial: this.serial, index: i, qid, depth,
           sqHva: m.hva, cqHva: m.hva + sqBytes, listHva: m.hva + sqBytes + cqBytes,
           sqDbHva: this.doorbell(qid, 0).hva, cqDbHva: this.doorbell(qid, 1).hva,
-          wakeFd: fd, state: this.state.buffer as SharedArrayBuffer, maxXferBytes: this.maxXferBytes, timeoutMs: this.ioTimeoutMs,
+          wakeFd: fd, irqFd: irqs[qid] ?? -1, state: this.state.buffer as SharedArrayBuffer, maxXferBytes: this.maxXferBytes, timeoutMs: this.ioTimeoutMs,
         };
       }
     }
     for (const q of this.qpairs) {
       if (!q) continue;
       if (!first) new Uint8Array(view(q.cqHva, cqBytes)).fill(0);
-      await this.admin.run({ opc: ADM.CREATE_CQ, prp1: q.cqHva, cdw10: q.qid | ((q.depth - 1) << 16), cdw11: 1 },
+      // PC=1, and interrupts (IEN, vector = qid) where there is an eventfd to sleep on
+      const ien = q.irqFd >= 0 ? 2 | (q.qid << 16) : 0;
+      await this.admin.run({ opc: ADM.CREATE_CQ, prp1: q.cqHva, cdw10: q.qid | ((q.depth - 1) << 16), cdw11: 1 | ien },
         `Create I/O Completion Queue ${q.qid}`);
       await this.admin.run({ opc: ADM.CREATE_SQ, prp1: q.sqHva, cdw10: q.qid | ((q.depth - 1) << 16), cdw11: 1 | (q.qid << 16) },
         `Create I/O Submission Queue ${q.qid}`);
@@ -249,13 +263,37 @@ export class NvmeController implements DmaSubscriber {
       const s = await this.r32(REG.CSTS);
       if (s === 0xffffffff) { this.fail('the device is gone (CSTS reads all ones)'); return; }
       let why = s & CSTS_CFS ? `controller fatal status (CSTS 0x${s.toString(16)})` : '';
-      for (const q of this.qpairs) if (q && Atomics.load(this.state, qpCell(q.index, Q_TIMEOUT))) why ||= `an I/O command on queue ${q.qid} timed out`;
-      if (why) await this.resetLocked(why);
+      why ||= this.timedOut();
+      if (why && (this.resetOnTimeout || s & CSTS_CFS)) await this.resetLocked(why);
     } catch (e) {
       if (!this.closed) this.fail(`health check failed: ${(e as Error).message}`);
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * I/O timeouts: a reactor flagged a command older than the timeout (it checks while it
+   * polls), or a queue with requests in flight has completed nothing for that long (this
+   * also covers a reactor asleep on an interrupt that never comes).
+   */
+  private timedOut(): string {
+    const t = this.ioTimeoutMs, st = this.state, now = Date.now();
+    if (t <= 0) return '';
+    let why = '';
+    for (const q of this.qpairs) {
+      if (!q) continue;
+      const p = (this.progress[q.index] ??= { count: 0, since: now });
+      const count = st[qpCell(q.index, Q_PROGRESS)], busy = st[qpCell(q.index, Q_INFLIGHT)] > 0;
+      if (count !== p.count || !busy) { p.count = count; p.since = now; }
+      if (Atomics.load(st, qpCell(q.index, Q_TIMEOUT))) why ||= `an I/O command on queue ${q.qid} had no completion within ${t} ms`;
+      else if (now - p.since > t) why ||= `queue ${q.qid} completed nothing for ${now - p.since} ms with I/O in flight`;
+    }
+    if (why && !this.resetOnTimeout) {
+      log.warn(`${this.name}: ${why} (action_on_timeout is none)`);
+      for (const q of this.qpairs) if (q) { Atomics.store(st, qpCell(q.index, Q_TIMEOUT), 0); this.progress[q.index] = { count: st[qpCell(q.index, Q_PROGRESS)], since: now }; }
+    }
+    return why;
   }
 
   /** bdev_nvme_reset_controller: disable, fail what was in flight, enable, recreate the queues. */
@@ -289,6 +327,7 @@ export class NvmeController implements DmaSubscriber {
         await sleep(2);
       }
       for (const q of this.qpairs) if (q) Atomics.store(st, qpCell(q.index, Q_TIMEOUT), 0);
+      this.progress = [];
       await this.enable();
       await this.createIoQueues(false);
       Atomics.store(st, C_STATE, ST.OK);

@@ -5,9 +5,12 @@ export const ST = { OK: 0, RESETTING: 1, DISABLED: 2, FAILED: 3 } as const;
 export const stateNames = ['enabled', 'resetting', 'resetting', 'failed'] as const;
 
 export const C_STATE = 0, C_GEN = 1;
-const QP_BASE = 8, QP_CELLS = 4;
-/** Per qpair: generation acknowledged, instantiated on its reactor, a command timed out, commands in flight. */
-export const Q_ACK = 0, Q_ACTIVE = 1, Q_TIMEOUT = 2, Q_INFLIGHT = 3;
+const QP_BASE = 8, QP_CELLS = 5;
+/**
+ * Per qpair: generation acknowledged, instantiated on its reactor, a command timed out,
+ * requests in flight, completions so far (the control plane's no-progress timeout).
+ */
+export const Q_ACK = 0, Q_ACTIVE = 1, Q_TIMEOUT = 2, Q_INFLIGHT = 3, Q_PROGRESS = 4;
 export const MAX_QPAIRS = 128;
 
 export function createState(): Int32Array {

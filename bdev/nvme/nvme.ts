@@ -65,6 +65,9 @@ export function attachConfigParams(a: AttachParams): Record<string, unknown> {
   return { name: a.name, trtype: a.trtype, traddr: a.traddr, ...a.extra };
 }
 
+/** bdev_nvme_set_options: for controllers attached after it. SPDK's default timeout is 0 (none); vhostd resets after 30 s. */
+export const nvmeOptions = { timeoutUs: 30_000_000, actionOnTimeout: 'reset' as 'none' | 'reset' };
+
 export const controllers = new Map<string, { ctrlr: NvmeController; bdevs: NvmeBdev[]; params: AttachParams }>();
 
 /** Attaches a controller and registers its namespaces' bdevs; returns their names. */
@@ -78,7 +81,7 @@ export async function attachController(bdevs: BdevRegistry, p: AttachParams): Pr
     }
   }
   const t = await openTransport(p.trtype, p.traddr, p.extra);
-  const ctrlr = new NvmeController(p.name, t, p.numIoQueues);
+  const ctrlr = new NvmeController(p.name, t, p.numIoQueues, nvmeOptions.timeoutUs / 1000, nvmeOptions.actionOnTimeout === 'reset');
   const entry = { ctrlr, bdevs: [] as NvmeBdev[], params: p };
   controllers.set(p.name, entry);
   try {
@@ -112,16 +115,22 @@ export async function detachController(bdevs: BdevRegistry, name: string): Promi
   await e.ctrlr.close();
 }
 
-/** bdev_nvme_get_controllers entries, shaped like SPDK's. */
-export function controllerInfo(name?: string): Record<string, unknown>[] {
+/**
+ * bdev_nvme_get_controllers entries, shaped like SPDK's; vhostd adds the newest entries of
+ * each enabled controller's Error Information log (Get Log Page 01h) as `error_log`.
+ */
+export async function controllerInfo(name?: string): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   for (const [n, e] of controllers) {
     if (name !== undefined && n !== name) continue;
     const c = e.ctrlr;
+    let errorLog: unknown[] = [];
+    if (c.stateName === 'enabled') { try { errorLog = await c.errorLog(); } catch { /* the controller is busy or gone */ } }
     out.push({
       name: n,
       ctrlrs: [{
         state: c.stateName,
+        error_log: errorLog,
         trid: { trtype: c.transport.trtype, traddr: c.transport.traddr },
         cntlid: c.id?.cntlid ?? 0,
         host: { nqn: (e.params.extra.hostnqn as string | undefined) ?? '', addr: '', svcid: '' },

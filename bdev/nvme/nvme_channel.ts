@@ -47,7 +47,7 @@ export class NvmeChannel extends BdevChannel implements NsTarget {
     this.nsid = d.nsid;
     this.q = q;
     this.qp = acquire(q);
-    this.fds = [q.wakeFd];
+    this.fds = q.irqFd >= 0 ? [q.wakeFd, q.irqFd] : [q.wakeFd];
   }
 
   protected submitIo(io: BdevIo): void { this.qp.submit(io, this); }
@@ -56,6 +56,7 @@ export class NvmeChannel extends BdevChannel implements NsTarget {
   override wakeFds(): number[] { return this.fds; }
   override canSleep(): boolean {
     eventfdDrain(this.q.wakeFd);
+    if (this.q.irqFd >= 0) eventfdDrain(this.q.irqFd);
     if (this.qp.poll() > 0) return false;   // a state change seen now, not after the sleep
     return this.qp.canSleep();
   }

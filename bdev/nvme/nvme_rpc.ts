@@ -4,7 +4,7 @@
 import { MethodRegistry } from '../../src/rpc/registry.js';
 import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
 import { Params } from '../../src/rpc/params.js';
-import { attachController, controllerInfo, controllers, detachController } from './nvme.js';
+import { attachController, controllerInfo, controllers, detachController, nvmeOptions } from './nvme.js';
 
 const attachSchema = {
   name: { type: 'string', required: true, desc: 'controller name; its bdevs are <name>n<nsid>' },
@@ -65,7 +65,34 @@ function refuse(p: Params<typeof attachSchema>): void {
   if (p.traddr.length === 0) throw invalidParams('traddr must not be empty');
 }
 
+/** bdev_nvme_set_options: what vhostd honours; the other SPDK options are accepted and have no effect here. */
+const setOptionsSchema = {
+  action_on_timeout: { type: 'string', choices: ['none', 'reset', 'abort'] },
+  timeout_us: { type: 'int', min: 0 },
+  timeout_admin_us: { type: 'int', min: 0 },
+  ...Object.fromEntries(['keep_alive_timeout_ms', 'arbitration_burst', 'low_priority_weight', 'medium_priority_weight',
+    'high_priority_weight', 'nvme_adminq_poll_period_us', 'nvme_ioq_poll_period_us', 'io_queue_requests', 'transport_retry_count',
+    'bdev_retry_count', 'transport_ack_timeout', 'ctrlr_loss_timeout_sec', 'reconnect_delay_sec', 'fast_io_fail_timeout_sec',
+    'transport_tos', 'rdma_srq_size', 'rdma_max_cq_size', 'rdma_cm_event_timeout_ms', 'tcp_connect_timeout_ms']
+    .map((k) => [k, { type: 'int' }])),
+  ...Object.fromEntries(['delay_cmd_submit', 'disable_auto_failback', 'generate_uuids', 'nvme_error_stat', 'io_path_stat',
+    'allow_accel_sequence', 'rdma_umr_per_io'].map((k) => [k, { type: 'bool' }])),
+  dhchap_digests: { type: 'array' },
+  dhchap_dhgroups: { type: 'array' },
+} as const;
+
 export function registerNvmeMethods(reg: MethodRegistry): void {
+  reg.register('bdev_nvme_set_options', setOptionsSchema, (p: Record<string, unknown>) => {
+    if (p.action_on_timeout === 'abort') {
+      throw new RpcError(RpcCode.EINVAL, 'action_on_timeout=abort is not yet supported: use reset (or none)');
+    }
+    if (p.timeout_us !== undefined) nvmeOptions.timeoutUs = p.timeout_us as number;
+    if (p.action_on_timeout !== undefined) nvmeOptions.actionOnTimeout = p.action_on_timeout as 'none' | 'reset';
+    return true;
+  }, { help: 'Set NVMe bdev options (timeout_us, action_on_timeout) for controllers attached from now on',
+    states: ['waiting_for_rpc', 'running'] });
+
+
   reg.register('bdev_nvme_attach_controller', attachSchema, async (p: Params<typeof attachSchema>, ctx) => {
     refuse(p);
     const extra: Record<string, unknown> = {};
@@ -95,8 +122,8 @@ export function registerNvmeMethods(reg: MethodRegistry): void {
     return true;
   }, { help: 'Detach an NVMe controller and delete its bdevs (none may be in use)' });
 
-  reg.register('bdev_nvme_get_controllers', { name: { type: 'string' } }, (p) => {
-    const out = controllerInfo(p.name);
+  reg.register('bdev_nvme_get_controllers', { name: { type: 'string' } }, async (p) => {
+    const out = await controllerInfo(p.name);
     if (p.name !== undefined && out.length === 0) throw new RpcError(RpcCode.ENODEV, `NVMe controller '${p.name}' does not exist`);
     return out;
   }, { help: 'List attached NVMe controllers' });

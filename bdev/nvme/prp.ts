@@ -34,12 +34,13 @@ export class PrpCursor {
 
 /**
  * Plans the next command from the cursor, at most maxBytes (a multiple of blockSize, at
- * most MAX_PRP_BYTES). Writes list entries 2..n into `list` (64-bit little-endian as pairs
- * of 32-bit words; the list page is at listHva) and sets prp1/prp2; advances the cursor.
+ * most MAX_PRP_BYTES). Writes list entries 2..n into `list` from word `listBase` on (64-bit
+ * little-endian as pairs of 32-bit words; that list page is at listHva) and sets prp1/prp2;
+ * advances the cursor.
  * Returns the bytes the command carries, or -1 with c.err set.
  */
 export function planCommand(c: PrpCursor, s: SegmentTable, hva: Float64Array, end: number,
-  maxBytes: number, blockSize: number, list: Uint32Array, listHva: number): number {
+  maxBytes: number, blockSize: number, list: Uint32Array, listBase: number, listHva: number): number {
   let seg = c.seg, off = c.off, bytes = 0, n = 0, lastEnd = 0, prp1 = 0, prp2 = 0;
   while (seg < end && bytes < maxBytes) {
     const len = s.len[seg];
@@ -52,7 +53,7 @@ export function planCommand(c: PrpCursor, s: SegmentTable, hva: Float64Array, en
     } else {
       if (inPage !== 0 || lastEnd % PAGE !== 0) break;   // cut here: a new command starts
       if (n === 1) prp2 = a;
-      const i = 2 * (n - 1);
+      const i = listBase + 2 * (n - 1);
       list[i] = a >>> 0;
       list[i + 1] = (a / TWO32) >>> 0;
     }
@@ -65,7 +66,7 @@ export function planCommand(c: PrpCursor, s: SegmentTable, hva: Float64Array, en
   const keep = bytes - (bytes % blockSize);
   if (keep === 0) { c.err = PRP_ERR_BLOCK; return -1; }
   // a cut inside a block: plan again up to the last whole block (same prefix, no cut)
-  if (keep !== bytes) return planCommand(c, s, hva, end, keep, blockSize, list, listHva);
+  if (keep !== bytes) return planCommand(c, s, hva, end, keep, blockSize, list, listBase, listHva);
   c.seg = seg; c.off = off; c.entries = n;
   c.prp1 = prp1;
   c.prp2 = n === 1 ? 0 : n === 2 ? prp2 : listHva;

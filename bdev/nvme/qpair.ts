@@ -19,7 +19,7 @@ import {
   CQE_WORDS, DSM_AD, DSM_MAX_RANGES, DSM_RANGE_MAX_BLOCKS, IO, MAX_NLB, PAGE, SQE_WORDS, TWO32, statusText,
 } from './nvme_spec.js';
 import { MAX_PRP_BYTES, PrpCursor, planCommand, prpErrorText } from './prp.js';
-import { C_GEN, C_STATE, Q_ACK, Q_ACTIVE, Q_INFLIGHT, Q_TIMEOUT, ST, qpCell } from './ctrlr_state.js';
+import { C_GEN, C_STATE, Q_ACK, Q_ACTIVE, Q_INFLIGHT, Q_PROGRESS, Q_TIMEOUT, ST, qpCell } from './ctrlr_state.js';
 
 /** A qpair as plain data (built by the control plane when it created the queues). */
 export interface QpairSpec {
@@ -37,6 +37,8 @@ export interface QpairSpec {
   cqDbHva: number;
   /** Signalled by the control plane to make a sleeping reactor look at a state change. */
   wakeFd: number;
+  /** The CQ's MSI-X eventfd (interrupt mode: the reactor may sleep with commands in flight), or -1. */
+  irqFd: number;
   state: SharedArrayBuffer;
   maxXferBytes: number;
   timeoutMs: number;
@@ -50,6 +52,8 @@ export interface NsTarget {
 
 const FREE = -1;
 const CLOCK_EVERY = 1024;
+/** A request caught by more controller resets than this fails. */
+const MAX_RESET_RETRIES = 3;
 
 export class NvmeQpair {
   readonly depth: number;
@@ -63,6 +67,7 @@ export class NvmeQpair {
   private readonly ackCell: number;
   private readonly inflightCell: number;
   private readonly timeoutCell: number;
+  private readonly progressCell: number;
   private sqTail = 0;
   private cqHead = 0;
   private phase = 1;
@@ -82,6 +87,10 @@ export class NvmeQpair {
   private reqLeft = new Float64Array(0);
   private reqOut = new Int32Array(0);
   private reqStatus = new Int32Array(0);
+  private reqTries = new Int32Array(0);
+  private reqSeq = new Float64Array(0);
+  private seq = 0;
+  private reqQueued = new Int8Array(0);
   private freeReq = new Int32Array(0);
   private nfreeReq = 0;
   // requests waiting for a command slot (FIFO ring)
@@ -108,6 +117,7 @@ export class NvmeQpair {
     this.ackCell = qpCell(spec.index, Q_ACK);
     this.inflightCell = qpCell(spec.index, Q_INFLIGHT);
     this.timeoutCell = qpCell(spec.index, Q_TIMEOUT);
+    this.progressCell = qpCell(spec.index, Q_PROGRESS);
     this.cmdReq = new Int32Array(this.slots).fill(FREE);
     this.cmdTime = new Float64Array(this.slots);
     this.freeCmd = new Int32Array(this.slots);
@@ -126,6 +136,8 @@ export class NvmeQpair {
     const g64 = (a: Float64Array) => { const b = new Float64Array(n); b.set(a); return b; };
     this.reqSeg = g32(this.reqSeg); this.reqOff = g64(this.reqOff); this.reqLba = g64(this.reqLba);
     this.reqLeft = g64(this.reqLeft); this.reqOut = g32(this.reqOut); this.reqStatus = g32(this.reqStatus);
+    this.reqTries = g32(this.reqTries); this.reqSeq = g64(this.reqSeq);
+    const q8 = new Int8Array(n); q8.set(this.reqQueued); this.reqQueued = q8;
     const free = new Int32Array(n); free.set(this.freeReq.subarray(0, this.nfreeReq)); this.freeReq = free;
     for (let i = old; i < n; i++) { this.reqIo.push(null); this.reqNs.push(null); this.freeReq[this.nfreeReq++] = i; }
     // the wait ring is as large as the number of requests (a request waits at most once)
@@ -134,27 +146,46 @@ export class NvmeQpair {
     this.waitq = w; this.wHead = 0;
   }
 
-  /** Starts a BdevIo (the channel checked its range against the bdev size). */
+  /**
+   * Starts a BdevIo (the channel checked its range against the bdev size). While the
+   * controller resets, it waits and runs once the queues are back (as in SPDK); on a failed
+   * controller it fails at once.
+   */
   submit(io: BdevIo, ns: NsTarget): void {
-    if (Atomics.load(this.st, C_STATE) !== ST.OK || Atomics.load(this.st, C_GEN) !== this.seenGen) {
-      (io.channel as BdevChannel).complete(io, IoStatus.FAILED);
-      return;
-    }
+    const s = Atomics.load(this.st, C_STATE);
+    if (s === ST.FAILED) { (io.channel as BdevChannel).complete(io, IoStatus.FAILED); return; }
     if (io.type === IoType.RESET) { (io.channel as BdevChannel).complete(io, IoStatus.SUCCESS); return; }
     if (this.nfreeReq === 0) this.growReqs(this.reqIo.length * 2);
     const r = this.freeReq[--this.nfreeReq];
     this.reqIo[r] = io; this.reqNs[r] = ns;
-    this.reqSeg[r] = io.segBase; this.reqOff[r] = 0;
-    this.reqLba[r] = io.offsetBlocks; this.reqLeft[r] = io.type === IoType.FLUSH ? 1 : io.numBlocks;
-    this.reqOut[r] = 0; this.reqStatus[r] = IoStatus.SUCCESS;
-    this.inflight++;
-    if (this.wLen > 0) { this.enqueue(r); return; }   // keep FIFO order behind waiting requests
+    this.reqTries[r] = 0;
+    this.reqSeq[r] = this.seq++;
+    this.restart(r);
+    this.st[this.inflightCell] = ++this.inflight;
+    // keep FIFO order behind waiting requests; wait out a reset
+    if (this.wLen > 0 || s !== ST.OK || Atomics.load(this.st, C_GEN) !== this.seenGen) { this.enqueue(r); return; }
     if (!this.drive(r)) this.enqueue(r);
   }
 
+  /** Puts a request back at its start (a new one, or one whose commands a reset dropped). */
+  private restart(r: number): void {
+    const io = this.reqIo[r]!;
+    this.reqSeg[r] = io.segBase; this.reqOff[r] = 0;
+    this.reqLba[r] = io.offsetBlocks; this.reqLeft[r] = io.type === IoType.FLUSH ? 1 : io.numBlocks;
+    this.reqOut[r] = 0; this.reqStatus[r] = IoStatus.SUCCESS;
+  }
+
   private enqueue(r: number): void {
+    if (this.reqQueued[r]) return;
+    this.reqQueued[r] = 1;
     this.waitq[(this.wHead + this.wLen) % this.waitq.length] = r;
     this.wLen++;
+  }
+
+  private dequeue(): void {
+    this.reqQueued[this.waitq[this.wHead]] = 0;
+    this.wHead = (this.wHead + 1) % this.waitq.length;
+    this.wLen--;
   }
 
   /**
@@ -192,7 +223,7 @@ export class NvmeQpair {
         const left = this.reqLeft[r] * bs;
         if (max > left) max = left;
         const bytes = planCommand(c, io.segs, io.mem!.hva, io.segBase + io.nseg, max, bs,
-          this.lists.subarray(listOff, listOff + PAGE / 4), this.spec.listHva + slot * PAGE);
+          this.lists, listOff, this.spec.listHva + slot * PAGE);
         if (bytes < 0) { this.fail(r, c.err); return false; }
         this.reqSeg[r] = c.seg; this.reqOff[r] = c.off;
         opc = io.type === IoType.READ ? IO.READ : IO.WRITE;
@@ -247,7 +278,7 @@ export class NvmeQpair {
     const io = this.reqIo[r]!, status = this.reqStatus[r];
     this.reqIo[r] = null; this.reqNs[r] = null;
     this.freeReq[this.nfreeReq++] = r;
-    this.inflight--;
+    this.st[this.inflightCell] = --this.inflight;
     (io.channel as BdevChannel).complete(io, status);
   }
 
@@ -263,6 +294,7 @@ export class NvmeQpair {
     const st = this.st;
     if (Atomics.load(st, C_STATE) !== ST.OK || Atomics.load(st, C_GEN) !== this.seenGen) return this.onStateChange();
     if ((++this.polls & (CLOCK_EVERY - 1)) === 0) this.tick();
+    if (this.wLen > 0 && this.nfreeCmd > 0) this.runWaiting();
     this.ring();
     const cq = this.cq;
     let n = 0, h = this.cqHead, dw3 = Atomics.load(cq, h * CQE_WORDS + 3);
@@ -280,7 +312,7 @@ export class NvmeQpair {
       Atomics.store(this.cqDb, 0, this.cqHead);
       if (this.wLen > 0) this.runWaiting();
       this.ring();
-      st[this.inflightCell] = this.inflight;
+      st[this.progressCell] += n;
     }
     return n;
   }
@@ -309,9 +341,15 @@ export class NvmeQpair {
   private runWaiting(): void {
     while (this.wLen > 0 && this.nfreeCmd > 0) {
       const r = this.waitq[this.wHead];
-      if (!this.drive(r)) return;
-      this.wHead = (this.wHead + 1) % this.waitq.length;
-      this.wLen--;
+      this.dequeue();   // before drive: a request it finishes may be reused at once by a new submission
+      if (!this.drive(r)) {
+        // out of slots again: back to the front
+        this.wHead = (this.wHead - 1 + this.waitq.length) % this.waitq.length;
+        this.waitq[this.wHead] = r;
+        this.reqQueued[r] = 1;
+        this.wLen++;
+        return;
+      }
     }
   }
 
@@ -334,22 +372,27 @@ export class NvmeQpair {
 
   /**
    * The controller is resetting, disabled or failed. The control plane bumps the
-   * generation only once the device does no more DMA (disabled, or gone): then every
-   * command in flight and every waiting request fails, the rings start over, and the
-   * generation is acknowledged. While resetting (same generation) commands in flight may
-   * still complete; new ones fail at once.
+   * generation only once the device does no more DMA (disabled, or gone): then the rings
+   * start over and the generation is acknowledged; the commands in flight are dropped and
+   * their requests wait to run again from their start once the queues are back (reads,
+   * writes, write zeroes, deallocate and flush can all be repeated), or fail if the
+   * controller failed or a request was caught by too many resets. While resetting (same
+   * generation) commands in flight may still complete.
    */
   private onStateChange(): number {
     const s = Atomics.load(this.st, C_STATE), gen = Atomics.load(this.st, C_GEN);
     if (gen !== this.seenGen) {
-      const n = this.failAll();
+      let n = 0;
+      if (s === ST.FAILED) n = this.failAll();
+      else n = this.requeueAll();
       this.cq.fill(0);
       this.sqTail = 0; this.cqHead = 0; this.phase = 1; this.dirty = false;
       this.seenGen = gen;
       Atomics.store(this.st, this.ackCell, gen);
       return n + 1;
     }
-    if (s !== ST.RESETTING) { this.failWaiting(); return 0; }
+    if (s === ST.FAILED) { const w = this.wLen; this.failWaiting(); return w; }
+    if (s !== ST.RESETTING) return 0;
     const cq = this.cq;
     let n = 0, dw3 = Atomics.load(cq, this.cqHead * CQE_WORDS + 3);
     while (((dw3 >>> 16) & 1) === this.phase) {
@@ -360,15 +403,39 @@ export class NvmeQpair {
       dw3 = Atomics.load(cq, this.cqHead * CQE_WORDS + 3);
     }
     if (n > 0) Atomics.store(this.cqDb, 0, this.cqHead);
-    this.failWaiting();
+    return n;
+  }
+
+  /**
+   * After a reset dropped the commands in flight: every request starts over, in the order
+   * they were submitted (a few times at most). Rare: this may allocate.
+   */
+  private requeueAll(): number {
+    let n = 0;
+    for (let s = 0; s < this.slots; s++) {
+      if (this.cmdReq[s] === FREE) continue;
+      this.cmdReq[s] = FREE;
+      this.freeCmd[this.nfreeCmd++] = s;
+      n++;
+    }
+    const live: number[] = [];
+    for (let r = 0; r < this.reqIo.length; r++) if (this.reqIo[r] !== null) live.push(r);
+    live.sort((a, b) => this.reqSeq[a] - this.reqSeq[b]);
+    while (this.wLen > 0) this.dequeue();
+    const failed: number[] = [];
+    for (const r of live) {
+      if (++this.reqTries[r] > MAX_RESET_RETRIES) { failed.push(r); continue; }
+      this.restart(r);
+      this.enqueue(r);
+    }
+    for (const r of failed) { this.reqStatus[r] = IoStatus.FAILED; this.finish(r); }
     return n;
   }
 
   private failWaiting(): void {
     while (this.wLen > 0) {
       const r = this.waitq[this.wHead];
-      this.wHead = (this.wHead + 1) % this.waitq.length;
-      this.wLen--;
+      this.dequeue();
       this.reqLeft[r] = 0;
       this.reqStatus[r] = IoStatus.FAILED;
       if (this.reqOut[r] === 0) this.finish(r);
@@ -389,13 +456,15 @@ export class NvmeQpair {
       if (--this.reqOut[r] === 0) this.finish(r);
       n++;
     }
-    this.st[this.inflightCell] = this.inflight;
     return n;
   }
 
-  /** Before the reactor sleeps: rings what is queued; it may sleep only with nothing in flight (polled mode). */
+  /**
+   * Before the reactor sleeps (after the caller drained the eventfds and polled): rings what
+   * is queued; it may sleep with commands in flight only if their completions interrupt.
+   */
   canSleep(): boolean {
     if (this.dirty) { this.ring(); return false; }
-    return this.inflight === 0;
+    return this.inflight === 0 || (this.spec.irqFd >= 0 && this.wLen === 0);
   }
 }

@@ -8,7 +8,7 @@
 // to be a sparse mmap area the client can map; a controller that traps doorbells would cost
 // a socket round trip per I/O on the reactor, so it is refused ("not yet").
 import { join } from 'node:path';
-import { closeQuiet, memfdCreate, mmap, munmap, raw, PROT_READ, PROT_WRITE, MAP_SHARED } from '../../native/libc.js';
+import { closeQuiet, eventfd, memfdCreate, mmap, munmap, raw, PROT_READ, PROT_WRITE, MAP_SHARED } from '../../native/libc.js';
 import * as P from '../../src/vfio_user/protocol.js';
 import { VfioUserClient } from '../../src/vfio_user/client.js';
 import { DOORBELL_BASE, PAGE } from './nvme_spec.js';
@@ -16,6 +16,8 @@ import { NvmeTransport, registerTransport } from './transport.js';
 
 const MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_FIXED = 0x10, PROT_NONE = 0;
 const align = (n: number, a: number) => Math.ceil(n / a) * a;
+/** Largest BAR0 accepted (an NVMe BAR0 is a few pages). */
+const MAX_BAR0 = 64 << 20;
 
 export class VfioUserTransport implements NvmeTransport {
   readonly trtype = 'vfiouser' as const;
@@ -26,6 +28,7 @@ export class VfioUserTransport implements NvmeTransport {
   private readonly mapped = new Map<number, number>();
   private gone: string | null = null;
   private removedCb: ((why: string) => void) | null = null;
+  private readonly irqFds: number[] = [];
 
   private constructor(readonly traddr: string, private readonly c: VfioUserClient) {}
 
@@ -54,6 +57,12 @@ export class VfioUserTransport implements NvmeTransport {
         throw new Error('the controller does not offer a mappable BAR0 doorbell page (sparse mmap): trapped doorbells ' +
           'would cost a socket round trip per I/O and are not yet supported; on a vhostd or SPDK target, do not set ' +
           'disable_mappable_bar0');
+      }
+      // the server's numbers are checked before MAP_FIXED could land on memory we use
+      if (bar0.size < DOORBELL_BASE + PAGE || bar0.size > MAX_BAR0 || area.offset % PAGE || area.size % PAGE ||
+        area.offset + area.size > bar0.size) {
+        throw new Error(`the controller describes an invalid BAR0 (size 0x${bar0.size.toString(16)}, mappable area ` +
+          `0x${area.offset.toString(16)}+0x${area.size.toString(16)})`);
       }
       // reserve the whole BAR (inaccessible), then map the doorbell area into it at its offset
       this.bar0Size = align(bar0.size, PAGE);
@@ -136,8 +145,22 @@ export class VfioUserTransport implements NvmeTransport {
     await this.locked(() => this.c.dmaUnmap(hva, size));
   }
 
-  /** Not yet: the I/O queues are polled (the reactor keeps polling while commands are in flight). */
-  async enableInterrupts(vectors: number): Promise<number[]> { return new Array(vectors).fill(-1); }
+  /** MSI-X vectors 0..vectors-1 as eventfds (DEVICE_SET_IRQS); the controller signals them for CQs created with IEN. */
+  async enableInterrupts(vectors: number): Promise<number[]> {
+    const fds: number[] = [];
+    for (let i = 0; i < vectors; i++) fds.push(eventfd());
+    const q = new Uint8Array(20), dv = new DataView(q.buffer);
+    dv.setUint32(0, 20, true); dv.setUint32(4, P.IRQ_SET_DATA_EVENTFD | P.IRQ_SET_ACTION_TRIGGER, true);
+    dv.setUint32(8, P.IRQ_MSIX, true); dv.setUint32(12, 0, true); dv.setUint32(16, vectors, true);
+    try {
+      await this.locked(() => this.c.ok(P.Cmd.DEVICE_SET_IRQS, q, fds));
+    } catch (e) {
+      fds.forEach(closeQuiet);
+      throw e;
+    }
+    this.irqFds.push(...fds);
+    return fds;
+  }
 
   reset(): Promise<void> { return this.locked(() => this.c.deviceReset()); }
 
@@ -147,6 +170,7 @@ export class VfioUserTransport implements NvmeTransport {
     for (const [hva, m] of this.dma) { munmap(hva, m.size); closeQuiet(m.fd); }
     this.dma.clear();
     if (this.bar0Hva) { munmap(this.bar0Hva, this.bar0Size); this.bar0Hva = 0; }
+    this.irqFds.splice(0).forEach(closeQuiet);
   }
 }
 

@@ -9,5 +9,6 @@ export default defineConfig({
     hookTimeout: 600_000,
     pool: 'forks',
     fileParallelism: false,
+    env: { VHOSTD_DISABLE_CPUMASK_LOCKS: '1' },   // benches of several checkouts may share a CPU
   },
 });

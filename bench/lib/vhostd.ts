@@ -77,7 +77,8 @@ async function startVhostd(env: DriverEnv, dir: string, name: string, cfg: objec
   if (!existsSync(cli)) throw new Error(`${name}: ${cli} not found (vhostd not built yet? run npx tsc -p .)`);
   const file = join(dir, "config.json");
   writeFileSync(file, JSON.stringify(cfg, null, 1));
-  const argv = [process.execPath, cli, "-m", "0x1", "-r", join(dir, "rpc.sock"), "-S", join(dir, "sock"), "-c", file];
+  const argv = [process.execPath, cli, "-m", "0x1", "-r", join(dir, "rpc.sock"), "-S", join(dir, "sock"), "-c", file,
+    "--disable-cpumask-locks"];   // benches of several checkouts may share a CPU
   return startDaemon(env, dir, name, argv, socket, 20_000);
 }
 

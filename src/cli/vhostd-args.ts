@@ -21,6 +21,12 @@ export interface DaemonOptions {
   useDefault: boolean;
   /** Idle polling time before a reactor sleeps (ms); < 0: always poll. */
   idleSleepMs: number;
+  /** SPDK's --disable-cpumask-locks: no per-CPU lock files. */
+  disableCpumaskLocks: boolean;
+  /** --socket-owner USER[:GROUP] or :GROUP for every controller socket (names resolved at start). */
+  socketOwner?: { user?: string; group?: string; text: string };
+  /** --socket-mode: permission bits of every controller socket. */
+  socketMode?: number;
 }
 
 export const DEFAULT_RPC_SOCKET = '/var/tmp/vhostd.sock';
@@ -44,6 +50,14 @@ Options:
                             and print the QEMU command line that attaches it
       --idle-sleep-ms MS    poll this long without work before a reactor sleeps (default 2;
                             -1 keeps reactors polling, SPDK-style)
+      --socket-owner USER[:GROUP]
+                            owner (and group; or :GROUP alone) of every controller socket, e.g.
+                            libvirt-qemu:kvm, so a non-root QEMU can connect
+      --socket-mode MODE    permission bits of every controller socket, octal, e.g. 0660
+      --disable-cpumask-locks
+                            do not lock the reactor CPUs (a second vhostd on the same CPUs is
+                            refused by default: see /var/tmp/vhostd_cpu_lock_*); the same as
+                            VHOSTD_DISABLE_CPUMASK_LOCKS=1 in the environment
   -h, --help                show this help
   -v, --version             show the version
 
@@ -52,9 +66,10 @@ Control it with: vhostctl -s SOCKET METHOD ...   (see vhostctl --help)
 
 export type ParsedArgs = { kind: 'run'; opts: DaemonOptions } | { kind: 'help' } | { kind: 'version' };
 
-export function parseDaemonArgs(argv: string[], cwd = process.cwd()): ParsedArgs {
+export function parseDaemonArgs(argv: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): ParsedArgs {
   const o: Omit<DaemonOptions, 'cpus'> = {
     cpumask: '0x1', rpcSocket: DEFAULT_RPC_SOCKET, socketDir: cwd, waitForRpc: false, logFlags: [], useDefault: false, idleSleepMs: 2,
+    disableCpumaskLocks: env.VHOSTD_DISABLE_CPUMASK_LOCKS === '1',
   };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
@@ -80,6 +95,9 @@ export function parseDaemonArgs(argv: string[], cwd = process.cwd()): ParsedArgs
       case '-L': case '--logflag': o.logFlags.push(value()); break;
       case '--metrics': o.metrics = parseHostPort(value()); break;
       case '--default': o.useDefault = true; break;
+      case '--disable-cpumask-locks': o.disableCpumaskLocks = true; break;
+      case '--socket-owner': o.socketOwner = parseOwner(value()); break;
+      case '--socket-mode': o.socketMode = parseMode(value()); break;
       case '--idle-sleep-ms': {
         const v = Number(value());
         if (!Number.isFinite(v)) throw new UsageError(`--idle-sleep-ms needs a number of milliseconds`);
@@ -99,4 +117,15 @@ function parseHostPort(s: string): { host: string; port: number } {
   const port = m ? Number(m[2]) : NaN;
   if (!m || port < 1 || port > 65535) throw new UsageError(`--metrics '${s}' must be HOST:PORT, e.g. 127.0.0.1:9100`);
   return { host: m[1].replace(/^\[|\]$/g, '') || '0.0.0.0', port };
+}
+
+function parseOwner(s: string): { user?: string; group?: string; text: string } {
+  const m = /^([^:\s]*)(?::([^:\s]*))?$/.exec(s);
+  if (!m || (!m[1] && !m[2])) throw new UsageError(`--socket-owner '${s}' must be USER, USER:GROUP or :GROUP (names or numeric ids)`);
+  return { user: m[1] || undefined, group: m[2] || undefined, text: s };
+}
+
+function parseMode(s: string): number {
+  if (!/^0?[0-7]{3}$/.test(s)) throw new UsageError(`--socket-mode '${s}' must be octal permission bits, e.g. 0660 or 660`);
+  return parseInt(s, 8);
 }

@@ -5,6 +5,7 @@ import type { AppContext } from '../app.js';
 import { MethodRegistry } from '../rpc/registry.js';
 import { toRpcError } from '../rpc/errors.js';
 import { logger } from '../log.js';
+import { locateJsonError } from './json_error.js';
 
 const log = logger('config');
 
@@ -29,8 +30,11 @@ export function readConfigFile(path: string): unknown {
   try { text = readFileSync(path, 'utf8'); } catch (e) {
     throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
   }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);   // a UTF-8 byte order mark
   try { return JSON.parse(text); } catch (e) {
-    throw new ConfigError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+    const at = locateJsonError(text);
+    throw new ConfigError(`config file ${path} is not valid JSON: ` +
+      (at ? `line ${at.line}, column ${at.column}: ${at.message}` : (e as Error).message));
   }
 }
 

@@ -1,7 +1,8 @@
 // A vfio-user server socket: accepts one client at a time, frames its messages (with
 // the fds passed alongside), runs them strictly in order (a reply may wait for a
 // reactor) and hands device-specific work to a VfioUserDevice.
-import { existsSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
+import { applySocketAccess, prepareSocketPath } from '../socket_file.js';
 import { FdLoop } from '../vhost/fd_loop.js';
 import { unixListen, unixAccept, recvWithFds, sendWithFds, shutdownSocket } from '../../native/socket.js';
 import { closeQuiet } from '../../native/libc.js';
@@ -57,11 +58,16 @@ export class VfioUserServer {
 
   get connected(): boolean { return this.connFd >= 0; }
 
+  /** Refuses a file or a live socket at the path (SocketPathError); applies --socket-owner/--socket-mode. */
   listen(): void {
-    if (existsSync(this.path)) {
-      try { unlinkSync(this.path); } catch (e) { throw new Error(`cannot remove stale socket ${this.path}: ${(e as Error).message}`); }
-    }
+    prepareSocketPath(this.path);
     this.listenFd = unixListen(this.path);
+    try { applySocketAccess(this.path); } catch (e) {
+      closeQuiet(this.listenFd);
+      this.listenFd = -1;
+      try { unlinkSync(this.path); } catch { /* gone */ }
+      throw e;
+    }
     this.loop.watch(this.listenFd, () => this.onAccept());
   }
 

@@ -13,6 +13,7 @@ import { parseCpumask, formatCpumask } from '../cpumask.js';
 import { logger } from '../log.js';
 import { ConfigCall } from '../../bdev/bdev.js';
 import { COALESCING_CHECK_MS } from '../virtio/split_queue.js';
+import { applySocketAccess, prepareSocketPath, SocketPathError } from '../socket_file.js';
 
 const log = logger('vhost');
 
@@ -67,12 +68,13 @@ export class VhostManager {
     }
     const { cpus, reactors } = this.reactorsFor(p.cpumask);
     const path = join(this.socketDir, p.ctrlr);
+    claimPath(path);
     const bdev = this.bdevs.claim(p.dev_name, `vhost controller ${p.ctrlr}`);
     let device: VhostUserDevice;
     try {
       const ctrl = new BlkController(p.ctrlr, bdev, p.readonly ?? false, reactors, this.pool);
       device = new VhostUserDevice(ctrl, path, this.loop);
-      device.listen();
+      listenWithAccess(device);
       const unwatch = bdev.onResize((b, old) => this.blkResized(p.ctrlr, b.numBlocks, old));
       this.ctrls.set(p.ctrlr, { name: p.ctrlr, kind: 'blk', device, path, ctrl, cpus, unwatch,
         coalescing: { delayBaseUs: 0, iopsThreshold: 0 } });
@@ -108,8 +110,9 @@ export class VhostManager {
   }
 
   private listenScsi(e: ScsiEntry): void {
+    claimPath(e.path);
     const device = new VhostUserDevice(e.ctrl, e.path, this.loop);
-    device.listen();
+    listenWithAccess(device);
     e.device = device;
   }
 
@@ -276,6 +279,23 @@ function scsiTargets(c: ScsiController): Record<string, unknown>[] {
 
 function parseCpumaskChecked(mask: string): number[] {
   try { return parseCpumask(mask); } catch (e) { throw new VhostError('invalid', (e as Error).message); }
+}
+
+/** The socket path must be free or a stale socket: a file or a live socket is refused, not deleted. */
+function claimPath(path: string): void {
+  try { prepareSocketPath(path); } catch (e) {
+    if (e instanceof SocketPathError) throw new VhostError(e.code, e.message);
+    throw e;
+  }
+}
+
+/** Listens and applies --socket-owner/--socket-mode; a socket that cannot get them is closed again. */
+function listenWithAccess(device: VhostUserDevice): void {
+  device.listen();
+  try { applySocketAccess(device.socketPath); } catch (e) {
+    void device.close();   // closes and unlinks the socket synchronously
+    throw e instanceof SocketPathError ? new VhostError(e.code, e.message) : e;
+  }
 }
 
 function checkName(name: string): void {

@@ -12,6 +12,7 @@ import { NvmeDevice, NvmeNamespace } from './nvme_device.js';
 import { MAX_NS } from './nvme_defs.js';
 import type { NsNotice } from './nvme_ctrlr.js';
 import { logger } from '../../src/log.js';
+import { SocketPathError } from '../../src/socket_file.js';
 
 const log = logger('nvmf');
 
@@ -155,7 +156,10 @@ export class NvmfManager {
       mappableDoorbells: !t.disable_mappable_bar0, shadowDoorbells: !t.disable_shadow_doorbells,
     });
     const server = new VfioUserServer(path, device, this.loop);
-    try { server.listen(); } catch (e) { void device.destroy(); throw e; }
+    try { server.listen(); } catch (e) {
+      void device.destroy();
+      throw e instanceof SocketPathError ? new NvmfError(e.code, e.message) : e;
+    }
     s.listeners.push({ traddr: a.traddr, trsvcid: a.trsvcid ?? '0', path, server, device });
     log.notice(`subsystem ${nqn}: vfio-user listener ${path} (reactor ${reactor})`);
   }

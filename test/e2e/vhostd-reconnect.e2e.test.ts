@@ -37,6 +37,7 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd restart under guest
   for (const sig of ["SIGKILL", "SIGTERM"] as const) {
     it(`guest fio verify passes across a ${sig} restart of vhostd`, async () => {
       const t0 = Date.now();
+      await d?.stop();                 // left running by a failed run before (its RPC socket is locked)
       d = await startVhostd({ dir, config: config(), extraArgs: ["--log-level", "INFO"] });
       const steps = [waitDevice("/dev/vda"), fioVerifyAcrossRestart("/dev/vda")];
       const g = await startGuest({

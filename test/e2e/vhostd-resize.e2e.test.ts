@@ -82,6 +82,7 @@ describe.skipIf(process.env.VHOSTD_SKIP_E2E === "1")("vhostd blk online resize (
       const file = path.join(dir, `${k.kind}.img`);
       await fs.writeFile(file, "");
       await fs.truncate(file, OLD);
+      await d?.stop();                 // left running by a failed run before (its RPC socket is locked)
       d = await startVhostd({ dir, config: k.config(file) });
       const g = await startGuest({
         devices: k.devices(),

@@ -47,6 +47,8 @@ export const frameworkCommands: CommandSpec[] = [
   ] },
   none('framework_start_init', 'Finish start-up after --wait-for-rpc'),
   none('framework_wait_init', 'Wait until the framework is initialized'),
+  none('framework_enable_cpumask_locks', 'Lock the reactor CPUs against a second vhostd'),
+  none('framework_disable_cpumask_locks', 'Release the reactor CPU locks'),
   { name: 'spdk_kill_instance', help: 'Send a signal to the daemon', args: [
     { name: 'sig_name', help: 'signal name or number, e.g. SIGTERM', required: true },
   ] },
