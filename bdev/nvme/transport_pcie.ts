@@ -110,6 +110,9 @@ export class PcieTransport implements NvmeTransport {
   }
 
   async mapDma(hva: number, size: number, _fd: number, _offset: number): Promise<void> {
+    // a removed device reaches no memory: nothing to map, and a front end that connects to
+    // a controller on it must still get its queues started (its I/O fails with an error)
+    if (this.removed && !this.closed) return;
     this.live('map DMA memory');
     const prev = this.maps.get(hva);
     const iova = pageDown(hva), len = pageUp(hva + size) - iova;

@@ -96,6 +96,12 @@ describe.skipIf(skip)("PCIe NVMe over VFIO in a nested guest: smoke (native/vfio
     expect(kv.err_too_many_vectors).toMatch(/offers \d+ MSI-X vectors/);
   });
 
+  it("reset (VFIO_DEVICE_RESET): the controller comes back disabled and works again", () => {
+    expect(kv.cc_after_reset).toBe("0x0");
+    expect(Number(kv.csts_after_reset) & 1).toBe(0);
+    expect(kv.identify_after_reset_ok, smoke.output).toBe("1");
+  });
+
   it("refuses bad opens with errors that say what to do", () => {
     expect(kv.err_second_open).toMatch(/in use by another process or controller/);
     expect(kv.err_bad_addr).toMatch(/is not a PCI address/);

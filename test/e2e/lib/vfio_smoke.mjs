@@ -82,6 +82,23 @@ let irq = false;
 for (let i = 0; i < 2000 && !irq; i++) { irq = eventfdDrain(fds[0]); if (!irq) await sleep(1); }
 out('msix_vector0_signalled', irq ? 1 : 0);
 
+// function-level reset: the controller comes back disabled (CC.EN = 0, CSTS.RDY = 0) and
+// bus mastering is restored, so it can be enabled again
+await t.reset();
+out('cc_after_reset', hex(r32[CC]));
+out('csts_after_reset', hex(r32[CSTS]));
+r32[AQA] = (15 << 16) | 15;
+r32[ASQ] = asq.hva % 2 ** 32; r32[ASQ + 1] = Math.floor(asq.hva / 2 ** 32);
+r32[ACQ] = acq.hva % 2 ** 32; r32[ACQ + 1] = Math.floor(acq.hva / 2 ** 32);
+new Uint8Array(view(acq.hva, 4096)).fill(0);
+r32[CC] = 1 | (6 << 16) | (4 << 20);
+await waitFor(() => (r32[CSTS] & 3) !== 0, toMs, 'CSTS.RDY=1 after reset');
+id.fill(0);
+sq[0] = 0x06 | (8 << 16);
+r32[0x1000 / 4] = 1;
+await waitFor(() => (cq[3] >>> 16) & 1, 5000, 'admin completion after reset');
+out('identify_after_reset_ok', ((cq[3] >>> 17) & 0x7fff) === 0 && str(4, 24) === serial ? 1 : 0);
+
 // a "guest memory" region from another memfd: mapped, mapping again is a no-op, unmapped
 const gsz = 2 * 1024 * 1024;
 const gfd = memfdCreate('smoke-guest', gsz);
