@@ -162,7 +162,7 @@ export class PcieTransport implements NvmeTransport {
 
   private disableInterrupts(): void {
     if (!this.irqFds.length) return;
-    if (!this.removed) this.dev.disableIrqs(PCI_MSIX_IRQ);
+    if (!this.released) this.dev.disableIrqs(PCI_MSIX_IRQ);
     this.irqFds.forEach(closeQuiet);
     this.irqFds = [];
   }
@@ -228,7 +228,9 @@ export class PcieTransport implements NvmeTransport {
     for (const cb of this.removedCbs.splice(0)) {
       try { cb(reason); } catch (e) { process.emitWarning(`NVMe ${this.traddr} removal listener failed: ${(e as Error).message}`); }
     }
-    this.disableInterrupts();
+    // the interrupt eventfds stay open until close(): reactors may hold them in their epoll
+    // sets, and a closed number could be reused by an unrelated fd (releasing the device
+    // drops VFIO's use of them)
     for (const m of this.maps.values()) {
       try { this.container.unmapDma(m.iova, m.size); } catch { /* device gone */ }
     }

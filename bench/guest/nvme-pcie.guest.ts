@@ -7,7 +7,8 @@
 // real hardware.
 //
 //   npm run bench:guest -- bench/guest/nvme-pcie.guest.ts
-//   PCIE_BENCH_RUNS=3 PCIE_BENCH_RUNTIME=5 PCIE_BENCH_CASES=randread:1,randread:32,randwrite:32 ...
+//   PCIE_BENCH_RUNS=3 PCIE_BENCH_RUNTIME=5 PCIE_BENCH_CASES=randread:1,randread:32,randwrite:32 \
+//   PCIE_BENCH_VL_MODE=irq|poll ...
 import { randomFillSync } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
@@ -20,6 +21,8 @@ const env = process.env;
 const RUNS = Number(env.PCIE_BENCH_RUNS ?? 3);
 const RUNTIME = Number(env.PCIE_BENCH_RUNTIME ?? 5);
 const CASES = env.PCIE_BENCH_CASES ?? "randread:1,randread:32,randwrite:32";
+/** irq (default): vhost-load sleeps on its call eventfd, as fio does on the kernel driver; poll: it spins */
+const VL_MODE = env.PCIE_BENCH_VL_MODE ?? "irq";
 
 interface Sample { rep: number; path: "vhost" | "kernel"; rw: string; qd: number; iops: number; p50: number; ok: boolean }
 
@@ -43,7 +46,7 @@ it("PCIe NVMe: vhost-blk on Nvme0n1 vs the kernel nvme driver, same SSD, same gu
     const r = await bootNestedGuest({
       nvmeImage: img,
       nvmeSizeMiB: 128,
-      script: `VHOST_LOAD=${vl.bin} RUNS=${RUNS} RUNTIME=${RUNTIME} CASES=${CASES} node bench/guest/pcie_bench.mjs`,
+      script: `VHOST_LOAD=${vl.bin} RUNS=${RUNS} RUNTIME=${RUNTIME} CASES=${CASES} VL_MODE=${VL_MODE} node bench/guest/pcie_bench.mjs`,
       timeoutMs: 300_000 + RUNS * cases * 2 * (RUNTIME + 1) * 3000,
     });
     const samples: Sample[] = [...r.output.matchAll(/^sample=(.*)$/gm)].map((m) => JSON.parse(m[1]!));
@@ -60,7 +63,7 @@ it("PCIe NVMe: vhost-blk on Nvme0n1 vs the kernel nvme driver, same SSD, same gu
       rows.push(`| ${rw} QD${qd} | ${Math.round(vi)} (${Math.round(median(v.map((s) => s.p50)))}) | ` +
         `${Math.round(ki)} (${Math.round(median(k.map((s) => s.p50)))}) | ${(vi / ki).toFixed(2)} |`);
     }
-    console.log(`\nPCIe NVMe bench: medians of ${RUNS} alternating runs of ${RUNTIME} s (+1 s warm-up), TCG guest, ${os.cpus().length} host CPUs\n` +
+    console.log(`\nPCIe NVMe bench: medians of ${RUNS} alternating runs of ${RUNTIME} s (+1 s warm-up), vhost-load ${VL_MODE} mode, TCG guest, ${os.cpus().length} host CPUs\n` +
       rows.join("\n") + "\n");
     expect(samples.every((s) => s.ok), r.output).toBe(true);
   } finally {

@@ -4,7 +4,7 @@
 //   vhost   vhost-load -> vhostd vhost-blk on Nvme0n1 -> vhostd's NVMe driver over VFIO
 //   kernel  fio (libaio, O_DIRECT) -> the guest kernel's nvme driver
 // Between rounds the SSD is rebound (vfio-pci <-> nvme); vhostd detaches and re-attaches.
-// Prints one "sample={...}" line per run. Env: NVME_ADDR, VHOST_LOAD, RUNS, RUNTIME, CASES.
+// Prints one "sample={...}" line per run. Env: NVME_ADDR, VHOST_LOAD, RUNS, RUNTIME, CASES, VL_MODE.
 import { spawn, execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { RpcClient } from '../../dist/src/cli/rpc-client.js';
@@ -18,6 +18,9 @@ const CASES = (process.env.CASES ?? 'randread:1,randread:32,randwrite:32').split
   return { rw, qd: Number(qd) };
 });
 const SPAN = '64m';
+// vhost-load sleeps on the call eventfd (--irq) unless VL_MODE=poll: under TCG a polling
+// vCPU takes host CPU from QEMU's device emulation (fio on the kernel driver sleeps too)
+const VL_IRQ = (process.env.VL_MODE ?? 'irq') !== 'poll';
 const dir = '/tmp/pcie-bench';
 mkdirSync(dir, { recursive: true });
 const rpcSock = `${dir}/rpc.sock`, blkSock = `${dir}/vhost.0`;
@@ -28,7 +31,7 @@ const fail = (why) => { console.log(`fatal=${JSON.stringify(why)}`); process.exi
 
 function vhostLoad(args) {
   return new Promise((resolve) => {
-    execFile(vl, ['--socket', blkSock, '--json', '--cpus', '1', ...args], { timeout: 300_000 }, (e, so) => {
+    execFile(vl, ['--socket', blkSock, '--json', '--cpus', '1', ...(VL_IRQ ? ['--irq'] : []), ...args], { timeout: 300_000 }, (e, so) => {
       try { resolve(JSON.parse(so)); } catch { resolve({ ok: false, error: String(e) }); }
     });
   });

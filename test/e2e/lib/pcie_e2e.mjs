@@ -81,7 +81,7 @@ out('verify_mix', verMix.json ? { errors: verMix.json.errors, mismatches: verMix
 out('verify_ms', Date.now() - t);
 
 // ---- 3. bench through vhost-blk
-const bench = await runVl(['--rw', 'randread', '--bs', bs, '--qd', String(qd), '--time', String(benchS), '--warmup', '1', '--size', '64m']);
+const bench = await runVl(['--irq', '--rw', 'randread', '--bs', bs, '--qd', String(qd), '--time', String(benchS), '--warmup', '1', '--size', '64m']);
 out('bench_vhost_code', bench.code);
 out('bench_vhost_iops', bench.json?.iops ?? -1);
 out('bench_vhost_lat_p50_us', bench.json?.total?.lat_us?.p50 ?? -1);

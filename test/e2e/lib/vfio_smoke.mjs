@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { openTransport } from '../../../dist/bdev/nvme/transport.js';
 import '../../../dist/bdev/nvme/transport_pcie.js';
-import { view, memfdCreate, mmap, munmap, close, eventfdDrain } from '../../../dist/native/libc.js';
+import { view, memfdCreate, mmap, munmap, close, eventfdDrain, raw } from '../../../dist/native/libc.js';
 
 const [addr, serial, otherAddr] = process.argv.slice(2);
 const out = (k, v) => console.log(`${k}=${v}`);
@@ -131,6 +131,8 @@ r32[0x1000 / 4] = 2; // a doorbell write after removal lands in the fence, harml
 out('remove_write', await rm);
 out('remove_ms', Date.now() - tr);
 out('device_gone', existsSync(`/sys/bus/pci/devices/${addr}`) ? 0 : 1);
+// the interrupt eventfds stay open until close (reactors may still have them in epoll)
+out('irq_fds_open_after_remove', fds.every((f) => raw.fcntl(f, 1 /* F_GETFD */, 0) >= 0) ? 1 : 0);
 await expectError('after_remove', () => t.allocDma(4096));
 await t.close();
 out('smoke_done', 1);
