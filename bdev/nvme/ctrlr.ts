@@ -240,8 +240,21 @@ export class NvmeController implements DmaSubscriber {
   }
 
   // ---- DMA of guest memory (dma_registry subscriber)
-  async map(r: DmaRegion): Promise<void> { if (!this.removed) await this.transport.mapDma(r.hva, r.size, r.fd, r.offset); }
-  async unmap(r: DmaRegion): Promise<void> { if (!this.removed) await this.transport.unmapDma(r.hva, r.size); }
+  async map(r: DmaRegion): Promise<void> {
+    if (this.removed) return;
+    try { await this.transport.mapDma(r.hva, r.size, r.fd, r.offset); } catch (e) {
+      log.error(`${this.name}: cannot map guest memory 0x${r.hva.toString(16)}+0x${r.size.toString(16)} for DMA: ` +
+        `${(e as Error).message} (its NVMe I/O on that memory will fail)`);
+      throw e;
+    }
+  }
+
+  async unmap(r: DmaRegion): Promise<void> {
+    if (this.removed) return;
+    try { await this.transport.unmapDma(r.hva, r.size); } catch (e) {
+      log.warn(`${this.name}: cannot unmap guest memory 0x${r.hva.toString(16)}+0x${r.size.toString(16)}: ${(e as Error).message}`);
+    }
+  }
 
   // ---- failure, reset
   private wakeAll(): void { for (const fd of this.wakeFds) eventfdSignal(fd); }

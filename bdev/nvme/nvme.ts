@@ -8,8 +8,6 @@ import { dmaRegistry } from '../../src/memory/dma_registry.js';
 import { NsInfo, NvmeController } from './ctrlr.js';
 import { openTransport } from './transport.js';
 import type { NvmeChannelData } from './nvme_channel.js';
-import './transport_vfiouser.js';
-import './transport_pcie.js';
 
 export interface AttachParams {
   name: string;

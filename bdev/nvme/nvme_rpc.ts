@@ -1,6 +1,7 @@
 // bdev_nvme RPCs with SPDK's names and parameters: attach, detach, get_controllers, reset.
 // Parameters rpc.py always sends are accepted at their "off" values; what vhostd cannot
 // honour is refused with the reason.
+import { registerModule } from '../../src/framework/module.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
 import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
 import { Params } from '../../src/rpc/params.js';
@@ -135,3 +136,5 @@ export function registerNvmeMethods(reg: MethodRegistry): void {
     return true;
   }, { help: 'Reset an NVMe controller: I/O in flight fails, the queues are recreated' });
 }
+
+registerModule({ name: 'bdev_nvme', subsystem: 'bdev', rpc: registerNvmeMethods });

@@ -53,6 +53,9 @@ export async function openTransport(
   opts: Record<string, unknown> = {},
 ): Promise<NvmeTransport> {
   const f = factories.get(trtype.toLowerCase());
+  if (!f && trtype.toLowerCase() === 'pcie') {
+    throw new Error(`NVMe transport PCIe (VFIO) is not yet available in this build: use -t vfiouser, or a build with bdev/nvme/transport_pcie.ts`);
+  }
   if (!f) {
     const known = knownTransports();
     throw new Error(

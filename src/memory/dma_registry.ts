@@ -8,15 +8,14 @@
 // flight) before it announces a region's removal, so no unmap happens under I/O. Only the
 // announcing device waits: other devices' I/O never does (mapping runs on the control
 // plane while the reactors go on). A region whose mapping failed stays usable by other
-// backends; NVMe I/O on it fails with the device's data transfer error.
+// backends; NVMe I/O on it fails with the device's data transfer error. Subscribers report
+// their own failures (this layer has no logger).
 import { raw, closeQuiet } from '../../native/libc.js';
-import { logger } from '../log.js';
-
-const log = logger('dma');
 const F_DUPFD_CLOEXEC = 1030;
 
 export interface DmaRegion { hva: number; size: number; fd: number; offset: number }
 
+/** A device that DMAs to guest memory; it logs its own failures (and may reject). */
 export interface DmaSubscriber {
   readonly name: string;
   map(r: DmaRegion): Promise<void>;
@@ -44,9 +43,9 @@ export class DmaRegistry {
     const gone = old.filter((o) => !regions.some((r) => same(o, r)));
     const added = regions.filter((r) => r.fd >= 0 && !old.some((o) => same(o, r)));
     if (regions.length) this.owners.set(owner, regions.filter((r) => r.fd >= 0)); else this.owners.delete(owner);
-    for (const r of gone) await this.each((s) => s.unmap(r), 'unmap', r);
+    for (const r of gone) await this.each((s) => s.unmap(r));
     const t0 = performance.now();
-    for (const r of added) await this.each((s) => s.map(r), 'map', r);
+    for (const r of added) await this.each((s) => s.map(r));
     if (added.length && this.subs.size) {
       this.stats.lastMapMs = performance.now() - t0;
       this.stats.lastMapBytes = added.reduce((n, r) => n + r.size, 0);
@@ -66,16 +65,9 @@ export class DmaRegistry {
 
   async unsubscribe(s: DmaSubscriber): Promise<void> { this.subs.delete(s); }
 
-  /** Runs op on every subscriber at once (controllers map in parallel); failures are logged. */
-  private async each(op: (s: DmaSubscriber) => Promise<void>, what: string, r: DmaRegion): Promise<void> {
-    const subs = [...this.subs];
-    const res = await Promise.allSettled(subs.map(op));
-    res.forEach((x, i) => {
-      if (x.status === 'rejected') {
-        log.error(`${subs[i].name}: cannot ${what} guest memory 0x${r.hva.toString(16)}+0x${r.size.toString(16)} for DMA: ` +
-          `${(x.reason as Error).message}${what === 'map' ? ' (its NVMe I/O on that memory will fail)' : ''}`);
-      }
-    });
+  /** Runs op on every subscriber at once (controllers map in parallel); a failure stops none of the others. */
+  private async each(op: (s: DmaSubscriber) => Promise<void>): Promise<void> {
+    await Promise.allSettled([...this.subs].map(op));
   }
 }
 

@@ -1,5 +1,5 @@
 // A small vfio-user client (protocol 0.1, QEMU docs/interop/vfio-user.rst) of our own, for the
-// NVMe bdev's vfio-user transport (bdev/nvme/transport_vfiouser.ts),
+// NVMe bdev's vfio-user transport (src/vfio_user/nvme_transport.ts),
 // the NVMe initiator in bench/ and the integration tests: version handshake, DMA_MAP of a
 // memfd, device/region/irq info (with the sparse mmap capability and its fd), region
 // reads and writes, and posted (no-reply) writes for trapped doorbells.
@@ -56,6 +56,9 @@ export class VfioUserClient {
     for (;;) {
       const want = have < P.HDR_SIZE ? P.HDR_SIZE - have : P.readHeader(this.rbuf).size - have;
       if (have >= P.HDR_SIZE && want === 0) break;
+      if (have >= P.HDR_SIZE && (P.readHeader(this.rbuf).size > P.MAX_MSG_SIZE || P.readHeader(this.rbuf).size < P.HDR_SIZE)) {
+        throw new Error(`vfio-user server sent a message of ${P.readHeader(this.rbuf).size} bytes (at most ${P.MAX_MSG_SIZE})`);
+      }
       if (have >= P.HDR_SIZE && P.readHeader(this.rbuf).size > this.rbuf.length) {
         const nb = new Uint8Array(P.readHeader(this.rbuf).size);
         nb.set(this.rbuf.subarray(0, have));

@@ -1,6 +1,8 @@
-// NVMe transport over vfio-user (trtype "vfiouser"; traddr: the directory holding the
-// controller's `cntrl` socket, as in SPDK): an emulated NVMe controller in another process
-// (vhostd's own, or SPDK's nvmf vfio-user target) driven like a PCIe device.
+// The NVMe bdev's transport over vfio-user (trtype "vfiouser"; traddr: the directory holding
+// the controller's `cntrl` socket, as in SPDK): an emulated NVMe controller in another
+// process (vhostd's own, or SPDK's nvmf vfio-user target) driven like a PCIe device. It
+// lives with the vfio-user protocol code (transport layer) and registers itself with the
+// NVMe bdev's transport table (bdev/nvme/transport.ts) when src/modules.ts imports it.
 //
 // DMA memory is memfd-backed and passed with DMA_MAP (IOVA = hva), so the controller maps
 // the very pages the reactors and guests use. Controller registers are REGION_READ/WRITE
@@ -9,10 +11,10 @@
 // a socket round trip per I/O on the reactor, so it is refused ("not yet").
 import { join } from 'node:path';
 import { closeQuiet, eventfd, memfdCreate, mmap, munmap, raw, PROT_READ, PROT_WRITE, MAP_SHARED } from '../../native/libc.js';
-import * as P from '../../src/vfio_user/protocol.js';
-import { VfioUserClient } from '../../src/vfio_user/client.js';
-import { DOORBELL_BASE, PAGE } from './nvme_spec.js';
-import { NvmeTransport, registerTransport } from './transport.js';
+import * as P from './protocol.js';
+import { VfioUserClient } from './client.js';
+import { DOORBELL_BASE, PAGE } from '../../bdev/nvme/nvme_spec.js';
+import { NvmeTransport, registerTransport } from '../../bdev/nvme/transport.js';
 
 const MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_FIXED = 0x10, PROT_NONE = 0;
 const align = (n: number, a: number) => Math.ceil(n / a) * a;
