@@ -56,13 +56,15 @@ export interface NestedGuestOptions {
   memMiB?: number;
   smp?: number;
   timeoutMs: number;
+  /** IOMMU address width (default 48; 39 shows the error of an IOMMU too narrow for IOVA = hva) */
+  iommuAwBits?: 39 | 48;
 }
 
 /** QEMU arguments: the IOMMU first (devices created before it would bypass it), the SSD, the root share. */
-export function nestedGuestDevices(o: { nvmeImage: string; nvmeSerial: string }): string[] {
+export function nestedGuestDevices(o: { nvmeImage: string; nvmeSerial: string; awBits?: number }): string[] {
   return [
     // interrupt remapping: vfio-pci refuses MSI-X without it; 48-bit IOVAs: DMA at IOVA = hva
-    "-device", "intel-iommu,intremap=on,aw-bits=48",
+    "-device", `intel-iommu,intremap=on,aw-bits=${o.awBits ?? 48}`,
     "-drive", `file=${o.nvmeImage},if=none,id=nvm0,format=raw,cache=writeback`,
     "-device", `nvme,serial=${o.nvmeSerial},drive=nvm0,addr=04.0`,
     "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -120,7 +122,7 @@ export async function startNestedGuest(o: NestedGuestOptions): Promise<RunningGu
   const serial = o.nvmeSerial ?? "vhostd-nvme0";
   return startGuest({
     image,
-    devices: nestedGuestDevices({ nvmeImage: o.nvmeImage, nvmeSerial: serial }),
+    devices: nestedGuestDevices({ nvmeImage: o.nvmeImage, nvmeSerial: serial, awBits: o.iommuAwBits }),
     script: nestedGuestScript(o.bindVfio !== false),
     files: {
       "inner.sh": `set -o pipefail\nNVME_SERIAL=${serial}\n. /tmp/inner_lib.sh\n${o.script}\n`,
