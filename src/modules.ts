@@ -9,5 +9,6 @@ import '../bdev/file/file_rpc.js';
 import '../bdev/delay/delay_rpc.js';
 import '../bdev/nvme/nvme_rpc.js';
 import './vfio_user/nvme_transport.js';
+import '../bdev/nvme/transport_pcie.js';
 import '../targets/vhost/vhost_rpc.js';
 import '../targets/nvme/nvmf_rpc.js';
