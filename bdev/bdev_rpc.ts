@@ -7,6 +7,7 @@ import { resetStats } from './stats.js';
 import { MethodRegistry } from '../src/rpc/registry.js';
 import { RpcCode, RpcError } from '../src/rpc/errors.js';
 import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev_info.js';
+import { moduleConfigCalls } from './module_config.js';
 
 async function waitForBdev(ctx: AppContext, name: string, timeoutMs: number): Promise<Bdev | undefined> {
   const end = Date.now() + timeoutMs;
@@ -66,5 +67,7 @@ export function registerBdevMethods(reg: MethodRegistry): void {
   reg.register('bdev_wait_for_examine', {}, () => true);
 }
 
-registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: (ctx) => ctx.bdevs.list().flatMap((b) => b.configCall() ?? []) });
+// module-level objects (rbd clusters) come before the bdevs that use them
+registerSubsystem({ name: 'bdev', dependsOn: [],
+  configCalls: (ctx) => [...moduleConfigCalls(), ...ctx.bdevs.list().flatMap((b) => b.configCall() ?? [])] });
 registerModule({ name: 'bdev', subsystem: 'bdev', rpc: registerBdevMethods });

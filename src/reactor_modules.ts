@@ -8,4 +8,5 @@ import '../bdev/file/file_channel.js';
 import '../targets/scsi/scsi_reactor.js';
 import '../targets/nvme/nvme_reactor.js';
 import '../bdev/delay/delay_channel.js';
+import '../bdev/rbd/rbd_channel.js';
 import '../bdev/nvme/nvme_channel.js';
