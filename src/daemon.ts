@@ -8,6 +8,7 @@ import { ConfigPersister } from './config/persist.js';
 import { nvmfOf } from './rpc/methods/nvmf.js';
 import { VERSION } from './app.js';
 import { BdevRegistry } from '../bdev/registry.js';
+import { ctrlIo } from '../bdev/ctrl_io.js';
 import { logger, setLogFlag, setLogLevel, Level } from './log.js';
 import { rpcMethods, MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
@@ -168,6 +169,7 @@ function reactorStartError(e: unknown, opts: DaemonOptions): Error {
 
 async function startApp(app: App): Promise<void> {
   const opts = app.opts;
+  ctrlIo.attach(app.reactors, app.bdevs);
   registerFrameworkMethods(rpcMethods);
   registerLogMethods(rpcMethods);
   registerCpuLockMethods(rpcMethods, app);

@@ -6,3 +6,4 @@ import '../../bdev/file/file_channel.js';
 import '../../targets/scsi/scsi_reactor.js';
 import '../../targets/nvme/nvme_reactor.js';
 import '../../bdev/delay/delay_channel.js';
+import '../../bdev/ctrl_io_reactor.js';

@@ -169,6 +169,6 @@ export function registerBdevMethods(reg: MethodRegistry): void {
     return true;
   });
 
-  // SPDK writes this at the end of every bdev config; nothing to wait for here
-  reg.register('bdev_wait_for_examine', {}, () => true);
+  // SPDK writes this at the end of every bdev config: bdevs found on others (lvols) exist after it
+  reg.register('bdev_wait_for_examine', {}, async (_p, ctx) => { await ctx.bdevs.waitForExamine(); return true; });
 }
