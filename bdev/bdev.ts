@@ -67,8 +67,8 @@ export abstract class Bdev {
 
   /** Module data a reactor needs to open a channel (addresses, fds, flags). */
   protected abstract channelData(): Record<string, unknown>;
-  /** The RPC call that recreates this bdev (for save_config). */
-  abstract configCall(): ConfigCall;
+  /** The RPC call that recreates this bdev (for save_config); null for bdevs that examine finds again (lvols). */
+  abstract configCall(): ConfigCall | null;
   /** driver_specific section of bdev_get_bdevs, if any. */
   driverSpecific(): Record<string, unknown> | undefined { return undefined; }
   /** Work to finish before the bdev serves I/O (e.g. faulting in memory); runs off the main thread where it can. */

@@ -3,6 +3,7 @@
 // vhost_blk / vhost_scsi (and later nvmf-like targets) are added by appending an entry here.
 import { nvmfSubsystem } from './rpc/methods/nvmf.js';
 import type { AppContext, Subsystem } from './app.js';
+import type { ConfigCall } from '../bdev/bdev.js';
 import { MethodRegistry } from './rpc/registry.js';
 import { registerBdevMethods } from './rpc/methods/bdev.js';
 import { registerVhostMethods, registerVhostScsiMethods } from './rpc/methods/vhost.js';
@@ -19,7 +20,12 @@ export const bdevSubsystem: SubsystemEntry = {
   name: 'bdev',
   create: (ctx) => ({
     name: 'bdev', dependsOn: [],
-    configCalls: () => ctx.bdevs.list().map((b) => b.configCall()),
+    configCalls: () => {
+      const calls = ctx.bdevs.list().map((b) => b.configCall());
+      const own = calls.filter((c): c is ConfigCall => c !== null);
+      // bdevs found by examine (lvols) are not written: as SPDK, wait for them before the consumers
+      return own.length < calls.length ? [...own, { method: 'bdev_wait_for_examine', params: {} }] : own;
+    },
   }),
   register: (rpc) => registerBdevMethods(rpc),
 };

