@@ -117,4 +117,26 @@ describe('logical volumes over RPC', () => {
     expect((await ok(d.sock, 'bdev_lvol_get_lvols', { lvs_name: 'lvs0' })).map((l: any) => l.name)).toEqual(['vol']);
     await ok(d.sock, 'vhost_delete_controller', { ctrlr: 'v1' });
   }, 90_000);
+
+  it.skipIf(!vl.bin)('two reactors allocate clusters of one lvol at once (shared allocator, map and map-block locks)', async () => {
+    const d2 = await startDaemon(['-m', '0x3'], mkdtempSync(join(dir, 'mq-')));
+    try {
+      await ok(d2.sock, 'bdev_malloc_create', { name: 'M2', num_blocks: 48 * 2048, block_size: 512 });
+      await ok(d2.sock, 'bdev_lvol_create_lvstore', { bdev_name: 'M2', lvs_name: 'lvs2', cluster_sz: 256 * 1024 });
+      await ok(d2.sock, 'bdev_lvol_create', { lvs_name: 'lvs2', lvol_name: 'v', size_in_mib: 16, thin_provision: true });
+      await ok(d2.sock, 'vhost_create_blk_controller', { ctrlr: 'q2', dev_name: 'lvs2/v', cpumask: '0x3' });
+      // 2 queues (one per reactor) own the two halves of a 5 MiB span: the middle cluster is
+      // first-written from both reactors, and every map entry sits in the same few map blocks
+      const args = ['-s', join(d2.dir, 'q2'), '--yield', '--queues', '2', '--bs', '4k', '--qd', '16', '--size', '5m', '--seed', '31'];
+      const w = await runVhostLoad(vl.bin!, [...args, '--verify', '--rw', 'randwrite', '--time', '0.5']);
+      expect(w.code, w.stderr).toBe(0);
+      expect(w.json.verify.mismatches).toBe(0);
+      const [b] = await ok(d2.sock, 'bdev_get_bdevs', { name: 'lvs2/v' });
+      expect(b.driver_specific.lvol.num_allocated_clusters).toBe(20);
+      const [s] = await ok(d2.sock, 'bdev_lvol_get_lvstores', { lvs_name: 'lvs2' });
+      expect(s.free_clusters).toBe(s.total_data_clusters - 20);
+      const per = await ok(d2.sock, 'bdev_get_iostat', { name: 'lvs2/v', per_channel: true });
+      expect(per.channels.filter((c: any) => c.num_write_ops > 0).length).toBe(2);
+    } finally { await d2.stop(); }
+  }, 60_000);
 });
