@@ -9,12 +9,27 @@ import type { BdevChannel } from './channel.js';
 
 interface IoArgs { bdev: BdevChannelSpec; type: number; offsetBlocks: number; numBlocks: number; hva: number; size: number; bytes: number }
 
-const channels = new Map<string, BdevChannel>();
+/** Open channels by bdev name; a close waits for the I/Os in flight on it. */
+interface Open { ch: BdevChannel; inflight: number; closing: boolean }
+const channels = new Map<string, Open>();
+
+function closeNow(r: Reactor, name: string): void {
+  channels.delete(name);
+  r.closeChannel(name);
+}
 
 registerOp('ctrlio.io', (r: Reactor, a: IoArgs, reply) => {
-  let ch = channels.get(a.bdev.name);
-  if (!ch) { ch = r.openChannel(a.bdev); channels.set(a.bdev.name, ch); }
-  const sink: BdevIoSink = { onBdevIoDone: (io) => reply(io.status) };
+  let o = channels.get(a.bdev.name);
+  if (!o) { o = { ch: r.openChannel(a.bdev), inflight: 0, closing: false }; channels.set(a.bdev.name, o); }
+  o.closing = false;   // used again: a pending close is off
+  const entry = o;
+  const sink: BdevIoSink = {
+    onBdevIoDone: (io) => {
+      entry.inflight--;
+      if (entry.closing && entry.inflight === 0 && channels.get(a.bdev.name) === entry) closeNow(r, a.bdev.name);
+      reply(io.status);
+    },
+  };
   const segs = new SegmentTable(1);
   const io = new BdevIo(sink, 0, segs);
   io.type = a.type; io.offsetBlocks = a.offsetBlocks; io.numBlocks = a.numBlocks;
@@ -23,10 +38,13 @@ registerOp('ctrlio.io', (r: Reactor, a: IoArgs, reply) => {
     segs.region[0] = 0; segs.off[0] = 0; segs.len[0] = a.bytes;
     io.nseg = 1; io.bytes = a.bytes;
   }
-  try { ch.submit(io); } catch { reply(IoStatus.FAILED); }
+  o.inflight++;
+  try { o.ch.submit(io); } catch { o.inflight--; reply(IoStatus.FAILED); }
 });
 
 registerOp('ctrlio.close', (r: Reactor, a: { name: string }, reply) => {
-  if (channels.delete(a.name)) r.closeChannel(a.name);
+  const o = channels.get(a.name);
+  if (o && o.inflight > 0) o.closing = true;
+  else if (o) closeNow(r, a.name);
   reply(null);
 });

@@ -438,24 +438,52 @@ export class LvolStore {
     });
   }
 
+  /**
+   * Deletes an lvol. As SPDK: a snapshot with more than one clone cannot be deleted; a snapshot
+   * with one clone hands its clusters to the clone, which then reads through the snapshot's parent.
+   */
   deleteLvol(lv: Lvol): Promise<void> {
     return this.serial(async () => {
       const clones = this.clonesOf(lv);
-      if (clones.length > 0) {
-        throw new BdevError('claimed', `snapshot '${this.name}/${lv.name}' has ${clones.length} clone(s) (${clones.map((c) => c.name).join(', ')}): ` +
-          `delete or inflate them first`);
+      if (clones.length > 1) {
+        throw new BdevError('claimed', `snapshot '${this.name}/${lv.name}' has ${clones.length} clones (${clones.map((c) => c.name).join(', ')}): ` +
+          `delete or inflate all but one of them first`);
+      }
+      const heir = clones[0];
+      if (heir?.bdev?.claimedBy) {
+        throw new BdevError('claimed', `not yet: deleting snapshot '${lv.name}' merges it into its clone '${heir.name}', which vhostd does ` +
+          `only while the clone is unused (${heir.bdev.claimedBy} uses it): detach it first, or inflate the clone`);
       }
       if (lv.bdev) await this.registry.unregister(lv.bdev.name);   // refuses while a controller uses it
+      let merged: { map: Int32Array; page: number; pages: number } | null = null;
       try {
-        await this.writeSuperblock(this.desc(this.current().filter((x) => x.uuid !== lv.uuid)));
+        let others = this.current().filter((x) => x.uuid !== lv.uuid);
+        if (heir) {
+          // the clone's new map (its own clusters, else the snapshot's) goes to new pages: one superblock switch moves both
+          const pages = heir.pages, page = this.takePages(pages);
+          const map = new Int32Array(new SharedArrayBuffer(pages * MAP_PAGE)), own = new Int32Array(heir.map), old = new Int32Array(lv.map);
+          for (let i = 0; i < heir.clusters; i++) map[i] = own[i] > 0 ? own[i] : i < lv.clusters && old[i] > 0 ? old[i] : 0;
+          merged = { map, page, pages };
+          await this.rewriteMap({ ...heir, map: map.buffer as SharedArrayBuffer }, page);
+          others = others.map((x) => (x.uuid === heir.uuid ? { ...x, parent: lv.parent, page } : x));
+        }
+        await this.writeSuperblock(this.desc(others));
       } catch (e) {
+        if (merged) this.freePages(merged.page, merged.pages);
         this.registerBdev(lv);
         throw e;
       }
       this.lvols.delete(lv.uuid);
-      const m = new Int32Array(lv.map);
-      for (let i = 0; i < m.length; i++) if (m[i] > 0) freeCluster(this.alloc, m[i] - 1);
+      const m = new Int32Array(lv.map), kept = merged?.map;
+      for (let i = 0; i < m.length; i++) if (m[i] > 0 && !(kept && i < heir!.clusters && kept[i] === m[i])) freeCluster(this.alloc, m[i] - 1);
       this.freePages(lv.page, lv.pages);
+      if (heir && merged) {
+        this.freePages(heir.page, heir.pages);
+        heir.map = merged.map.buffer as SharedArrayBuffer;
+        heir.locks = new SharedArrayBuffer(heir.locks.byteLength);
+        heir.page = merged.page;
+        heir.parent = lv.parent;
+      }
     });
   }
 

@@ -67,6 +67,11 @@ describe('control-plane bdev I/O on reactors', () => {
     expect(Buffer.from(await io.read(b, 512, data.length)).equals(Buffer.from(data))).toBe(true);
     await io.writeZeroes(b, 0, 1024);
     expect(readFileSync(f).subarray(0, 1024).every((x) => x === 0)).toBe(true);
+    // a release while a write is in flight on the file's io_uring waits for it (the write completes)
+    const w = io.write(b, 0, data.subarray(0, 1 << 20));
+    const rel = io.release(b);
+    await Promise.all([w, rel]);
+    expect(readFileSync(f).subarray(0, 1 << 20).equals(Buffer.from(data.subarray(0, 1 << 20)))).toBe(true);
     await reg.unregister('f0');
   });
 });
