@@ -18,6 +18,20 @@ function closeNow(r: Reactor, name: string): void {
   r.closeChannel(name);
 }
 
+/** Closes after the current poll round: a completion runs inside the channel's own poll(), which must not destroy it. */
+function closeLater(r: Reactor, name: string, entry: Open): void {
+  const p = {
+    name: `ctrlio-close:${name}`,
+    poll: () => {
+      r.removePoller(p);
+      if (entry.closing && entry.inflight === 0 && channels.get(name) === entry) closeNow(r, name);
+      return 1;
+    },
+    wakeFds: () => [], armInterrupt: () => false, disarmInterrupt: () => {},
+  };
+  r.addPoller(p);
+}
+
 registerOp('ctrlio.io', (r: Reactor, a: IoArgs, reply) => {
   let o = channels.get(a.bdev.name);
   if (!o) { o = { ch: r.openChannel(a.bdev), inflight: 0, closing: false }; channels.set(a.bdev.name, o); }
@@ -26,7 +40,7 @@ registerOp('ctrlio.io', (r: Reactor, a: IoArgs, reply) => {
   const sink: BdevIoSink = {
     onBdevIoDone: (io) => {
       entry.inflight--;
-      if (entry.closing && entry.inflight === 0 && channels.get(a.bdev.name) === entry) closeNow(r, a.bdev.name);
+      if (entry.closing && entry.inflight === 0) closeLater(r, a.bdev.name, entry);
       reply(io.status);
     },
   };
