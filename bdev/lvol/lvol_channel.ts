@@ -18,8 +18,10 @@ import { BdevChannelSpec, IoStatus, IoType } from '../types.js';
 import { GuestMemory } from '../../src/memory/guest_memory.js';
 import { mmap, view } from '../../native/libc.js';
 import { registerOp } from '../../src/reactor/reactor.js';
+import { logger } from '../../src/log.js';
 import { allocCluster, freeCluster, LvolChannelData, LvolState, MAP_BUSY, mapBlockImage } from './lvol_shared.js';
 
+const log = logger('lvol');
 const PIECE_SEGS = 1024;
 const BOUNCES = 4;
 const INITIAL_CONTEXTS = 32;
@@ -84,7 +86,8 @@ class LvolCtx implements BdevIoSink {
     this.next = io.offsetBlocks;
     this.end = io.offsetBlocks + io.numBlocks;
     this.seg = io.segBase; this.segOff = 0;
-    this.phase = START;
+    // an empty read or write has nothing to do (and must not allocate a cluster)
+    this.phase = io.numBlocks === 0 && (io.type === IoType.READ || io.type === IoType.WRITE) ? DONE : START;
     this.run();
   }
 
@@ -390,7 +393,7 @@ export class LvolChannel extends BdevChannel {
   full(): void {
     if (this.fullWarned) return;
     this.fullWarned = true;
-    console.error(`lvol ${this.spec.name}: the lvstore has no free cluster left: writes to unallocated clusters fail ` +
+    log.error(`lvol ${this.spec.name}: the lvstore has no free cluster left: writes to unallocated clusters fail ` +
       `(delete lvols or snapshots, or create the lvstore on a larger bdev)`);
   }
 
