@@ -65,6 +65,9 @@ export function registerLvolMethods(reg: MethodRegistry): void {
   reg.register('bdev_lvol_decouple_parent', { name: { type: 'string', required: true } },
     async (p, ctx) => { const { lvs, lvol } = lvolOf(ctx, p.name); await lvs.inflate(lvol, false); return true; });
 
+  reg.register('bdev_lvol_set_read_only', { name: { type: 'string', required: true } },
+    async (p, ctx) => { const { lvs, lvol } = lvolOf(ctx, p.name); await lvs.setReadOnly(lvol); return true; });
+
   reg.register('bdev_lvol_rename', { old_name: { type: 'string', required: true }, new_name: { type: 'string', required: true } },
     async (p, ctx) => { const { lvs, lvol } = lvolOf(ctx, p.old_name); await lvs.rename(lvol, p.new_name); return true; });
 

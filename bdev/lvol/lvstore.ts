@@ -487,6 +487,16 @@ export class LvolStore {
     });
   }
 
+  /** bdev_lvol_set_read_only: writes fail from now on; the lvol can then be cloned like a snapshot. */
+  setReadOnly(lv: Lvol): Promise<void> {
+    return this.serial(async () => {
+      if (lv.readOnly) return;
+      await this.writeSuperblock(this.desc(this.current().map((x) => (x.uuid === lv.uuid ? { ...x, readOnly: true } : x))));
+      lv.readOnly = true;
+      await this.pushState(lv);
+    });
+  }
+
   rename(lv: Lvol, name: string): Promise<void> {
     return this.serial(async () => {
       this.uniqueName(name);

@@ -51,6 +51,10 @@ describe('logical volumes over RPC', () => {
     expect(e2.error?.message).toMatch(/free clusters.*thin_provision/);
     const e3 = await rpc(d.sock, 'bdev_lvol_create', { lvs_name: 'nope', lvol_name: 'x', size_in_mib: 1 });
     expect(e3.error).toMatchObject({ code: -19, message: /lvstore 'nope' does not exist/ });
+    expect((await rpc(d.sock, 'bdev_lvol_clone', { snapshot_name: 'lvsm/thin', clone_name: 'c' })).error?.message).toMatch(/only snapshots can be cloned/);
+    expect(await ok(d.sock, 'bdev_lvol_set_read_only', { name: 'lvsm/thin' })).toBe(true);
+    const c = await ok(d.sock, 'bdev_lvol_clone', { snapshot_name: 'lvsm/thin', clone_name: 'c' });   // a read-only lvol clones like a snapshot
+    expect((await ok(d.sock, 'bdev_get_bdevs', { name: c }))[0].driver_specific.lvol).toMatchObject({ clone: true, base_snapshot: 'thin' });
     expect((await rpc(d.sock, 'bdev_malloc_delete', { name: 'M0' })).error?.code).toBe(-16);
     expect(await ok(d.sock, 'bdev_lvol_delete_lvstore', { lvs_name: 'lvsm' })).toBe(true);
     expect((await ok(d.sock, 'bdev_get_bdevs', { name: 'M0' }))[0].claimed).toBe(false);
@@ -146,6 +150,11 @@ describe('logical volumes over RPC', () => {
       expect(s.free_clusters).toBe(s.total_data_clusters - 20);
       const per = await ok(d2.sock, 'bdev_get_iostat', { name: 'lvs2/v', per_channel: true });
       expect(per.channels.filter((c: any) => c.num_write_ops > 0).length).toBe(2);
+      // 96 KiB I/Os in 3 descriptors each cross cluster boundaries: split pieces, copy-on-write overlays from scattered buffers
+      const x = await runVhostLoad(vl.bin!, ['-s', join(d2.dir, 'q2'), '--yield', '--bs', '96k', '--segs', '3', '--qd', '8',
+        '--offset', '6m', '--size', '3m', '--seed', '32', '--verify', '--rw', 'randwrite', '--time', '0.3']);
+      expect(x.code, x.stderr).toBe(0);
+      expect(x.json.verify.mismatches).toBe(0);
     } finally { await d2.stop(); }
   }, 60_000);
 });
