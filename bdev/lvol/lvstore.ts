@@ -306,7 +306,7 @@ export class LvolStore {
   snapshot(lv: Lvol, name: string): Promise<string> {
     return this.serial(async () => {
       this.uniqueName(name);
-      if (lv.snapshot) throw new BdevError('invalid', `'${lv.name}' is a snapshot already: clone it, then snapshot the clone`);
+      if (lv.readOnly) throw new BdevError('invalid', `'${lv.name}' is read-only (a snapshot already): clone it, then snapshot the clone`);
       const page = this.takePages(lv.pages);
       const snap: LvolDesc = { uuid: randomUUID(), name, clusters: lv.clusters, thin: false, snapshot: true, readOnly: true,
         parent: lv.parent, page: lv.page, pages: lv.pages };
