@@ -369,14 +369,39 @@ export class LvolChannel extends BdevChannel {
 
   setState(s: LvolState): void { this.views = new StateViews(s); }
 
+  // Freeze (around a snapshot): new I/Os wait in `held`; `onIdle` runs once none is in flight.
+  private frozen = false;
+  private held: BdevIo[] = [];
+  private onIdle: (() => void) | null = null;
+
+  freeze(onIdle: () => void): void {
+    this.frozen = true;
+    if (this.active === 0) onIdle(); else this.onIdle = onIdle;
+  }
+
+  /** Ends a freeze: with a new state if given, then the held I/Os run in their order. */
+  thaw(s: LvolState | null): void {
+    if (s) this.setState(s);
+    this.frozen = false;
+    this.onIdle = null;
+    const held = this.held;
+    this.held = [];
+    for (const io of held) this.submitIo(io);
+  }
+
   protected submitIo(io: BdevIo): void {
+    if (this.frozen) { this.held.push(io); return; }   // only while a snapshot is taken
     if (this.free.length === 0) this.newCtx();   // grows to the most I/Os ever in flight, then stays
     const c = this.free.pop()!;
     this.active++;
     c.start(io);
   }
 
-  release(c: LvolCtx): void { this.active--; this.free.push(c); }
+  release(c: LvolCtx): void {
+    this.active--;
+    this.free.push(c);
+    if (this.active === 0 && this.onIdle) { const f = this.onIdle; this.onIdle = null; f(); }
+  }
   park(c: LvolCtx): void { this.parked.push(c); }
 
   takeBounce(): Bounce | null {
@@ -410,7 +435,7 @@ export class LvolChannel extends BdevChannel {
     return work;
   }
 
-  override inflight(): number { return this.active; }
+  override inflight(): number { return this.active + this.held.length; }
   override wakeFds(): number[] { return this.base.wakeFds(); }
   override canSleep(): boolean { return this.parked.length === 0 && this.base.canSleep(); }
 
@@ -425,5 +450,18 @@ registerChannelFactory('lvol', (spec, r) => new LvolChannel(spec, r));
 /** The control plane changed an lvol's map or parent chain (snapshot, inflate): new I/Os use the new state. */
 registerOp('lvol.update', (_r, a: { uuid: string; state: LvolState }, reply) => {
   for (const ch of live.get(a.uuid) ?? []) ch.setState(a.state);
+  reply(null);
+});
+
+/** Holds new I/Os of an lvol and replies once those in flight on this reactor are done. */
+registerOp('lvol.freeze', (_r, a: { uuid: string }, reply) => {
+  const chs = [...(live.get(a.uuid) ?? [])];
+  let left = chs.length;
+  if (left === 0) { reply(null); return; }
+  for (const ch of chs) ch.freeze(() => { if (--left === 0) reply(null); });
+});
+
+registerOp('lvol.thaw', (_r, a: { uuid: string; state: LvolState | null }, reply) => {
+  for (const ch of live.get(a.uuid) ?? []) ch.thaw(a.state);
   reply(null);
 });

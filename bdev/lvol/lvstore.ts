@@ -24,6 +24,7 @@ export interface Lvol extends LvolDesc {
 }
 
 const stores = new Map<string, LvolStore>();
+const FREEZE_LIMIT_MS = 10_000;
 
 export class LvolStore {
   readonly uuid: string;
@@ -303,6 +304,11 @@ export class LvolStore {
     return Math.ceil(bytes / this.clusterSize);
   }
 
+  /**
+   * The snapshot takes the lvol's map as it is; the lvol starts over with an empty map and reads
+   * through the snapshot. While an lvol in use switches, its channels hold new I/Os and the switch
+   * waits for those in flight, so the snapshot holds exactly the writes completed before it.
+   */
   snapshot(lv: Lvol, name: string): Promise<string> {
     return this.serial(async () => {
       this.uniqueName(name);
@@ -311,20 +317,35 @@ export class LvolStore {
       const snap: LvolDesc = { uuid: randomUUID(), name, clusters: lv.clusters, thin: false, snapshot: true, readOnly: true,
         parent: lv.parent, page: lv.page, pages: lv.pages };
       const after: LvolDesc = { ...LvolStore.descOf(lv), parent: snap.uuid, page, thin: true };
+      const live = !!lv.bdev?.claimedBy;
       try {
         await ctrlIo.writeZeroes(this.base, MAP_START + page * MAP_PAGE, lv.pages * MAP_PAGE);
+        if (live) await this.freeze(lv);
         await this.writeSuperblock(this.desc([...this.current().map((x) => (x.uuid === lv.uuid ? after : x)), snap]));
-      } catch (e) { this.freePages(page, lv.pages); throw e; }
-      // the snapshot takes the lvol's map as it is; the lvol starts over empty, reading through it
+      } catch (e) {
+        this.freePages(page, lv.pages);
+        if (live) await ctrlIo.callAll('lvol.thaw', { uuid: lv.uuid, state: null });
+        throw e;
+      }
       const s = this.newLvol(snap);
       s.map = lv.map; s.locks = lv.locks;
       lv.map = new SharedArrayBuffer(lv.pages * MAP_PAGE);
       lv.locks = new SharedArrayBuffer(s.locks.byteLength);
       lv.parent = snap.uuid; lv.page = page; lv.thin = true;
-      await this.pushState(lv);
+      if (live) await ctrlIo.callAll('lvol.thaw', { uuid: lv.uuid, state: this.stateOf(lv) });
       this.registerBdev(s);
       return s.uuid;
     });
+  }
+
+  /** Holds the lvol's new I/Os on every reactor until those in flight are done (bounded). */
+  private async freeze(lv: Lvol): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new BdevError('invalid', `lvol '${lv.name}' still had I/O in flight after ${FREEZE_LIMIT_MS / 1000} s: ` +
+        `the snapshot was not taken; retry when its base bdev '${this.base.name}' responds`)), FREEZE_LIMIT_MS);
+    });
+    try { await Promise.race([ctrlIo.callAll('lvol.freeze', { uuid: lv.uuid }), limit]); } finally { clearTimeout(timer); }
   }
 
   clone(snap: Lvol, name: string): Promise<string> {
