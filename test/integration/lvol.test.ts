@@ -16,7 +16,7 @@ describe('logical volumes over RPC', () => {
   let dir = '';
   beforeAll(async () => {
     dir = mkdtempSync('/var/tmp/vhostd-lvol-it-');
-    d = await startDaemon([], dir);
+    d = await startDaemon(['--disable-cpumask-locks'], dir);   // a second daemon below shares CPU 0
   });
   afterAll(async () => {
     await d?.stop();
@@ -132,7 +132,7 @@ describe('logical volumes over RPC', () => {
   }, 90_000);
 
   it.skipIf(!vl.bin)('two reactors allocate clusters of one lvol at once (shared allocator, map and map-block locks)', async () => {
-    const d2 = await startDaemon(['-m', '0x3'], mkdtempSync(join(dir, 'mq-')));
+    const d2 = await startDaemon(['-m', '0x3', '--disable-cpumask-locks'], mkdtempSync(join(dir, 'mq-')));
     try {
       await ok(d2.sock, 'bdev_malloc_create', { name: 'M2', num_blocks: 48 * 2048, block_size: 512 });
       await ok(d2.sock, 'bdev_lvol_create_lvstore', { bdev_name: 'M2', lvs_name: 'lvs2', cluster_sz: 256 * 1024 });
