@@ -151,6 +151,8 @@ export class LvolStore {
       stores.set(s.uuid, s);
       for (const lv of s.lvols.values()) s.registerBdev(lv);
     } catch (e) {
+      stores.delete(s.uuid);
+      for (const lv of s.lvols.values()) if (lv.bdev && registry.find(lv.bdev.name) === lv.bdev) await registry.unregister(lv.bdev.name);
       registry.release(base.name, owner);
       throw e;
     }
