@@ -25,6 +25,7 @@ export interface Lvol extends LvolDesc {
 
 const stores = new Map<string, LvolStore>();
 const FREEZE_LIMIT_MS = 10_000;
+const INFLATE_PARALLEL = 8;
 
 export class LvolStore {
   readonly uuid: string;
@@ -319,35 +320,45 @@ export class LvolStore {
       const snap: LvolDesc = { uuid: randomUUID(), name, clusters: lv.clusters, thin: false, snapshot: true, readOnly: true,
         parent: lv.parent, page: lv.page, pages: lv.pages };
       const after: LvolDesc = { ...LvolStore.descOf(lv), parent: snap.uuid, page, thin: true };
-      const live = !!lv.bdev?.claimedBy;
+      let s: Lvol;
       try {
         await ctrlIo.writeZeroes(this.base, MAP_START + page * MAP_PAGE, lv.pages * MAP_PAGE);
-        if (live) await this.freeze(lv);
-        await this.writeSuperblock(this.desc([...this.current().map((x) => (x.uuid === lv.uuid ? after : x)), snap]));
-      } catch (e) {
-        this.freePages(page, lv.pages);
-        if (live) await ctrlIo.callAll('lvol.thaw', { uuid: lv.uuid, state: null });
-        throw e;
-      }
-      const s = this.newLvol(snap);
-      s.map = lv.map; s.locks = lv.locks;
-      lv.map = new SharedArrayBuffer(lv.pages * MAP_PAGE);
-      lv.locks = new SharedArrayBuffer(s.locks.byteLength);
-      lv.parent = snap.uuid; lv.page = page; lv.thin = true;
-      if (live) await ctrlIo.callAll('lvol.thaw', { uuid: lv.uuid, state: this.stateOf(lv) });
+        s = await this.whileFrozen(lv, 'the snapshot', async () => {
+          await this.writeSuperblock(this.desc([...this.current().map((x) => (x.uuid === lv.uuid ? after : x)), snap]));
+          const sn = this.newLvol(snap);
+          sn.map = lv.map; sn.locks = lv.locks;
+          lv.map = new SharedArrayBuffer(lv.pages * MAP_PAGE);
+          lv.locks = new SharedArrayBuffer(sn.locks.byteLength);
+          lv.parent = snap.uuid; lv.page = page; lv.thin = true;
+          return sn;
+        });
+      } catch (e) { this.freePages(page, lv.pages); throw e; }
       this.registerBdev(s);
       return s.uuid;
     });
   }
 
-  /** Holds the lvol's new I/Os on every reactor until those in flight are done (bounded). */
-  private async freeze(lv: Lvol): Promise<void> {
+  /**
+   * Runs `fn` while the lvol's channels on every reactor hold new I/Os and none is in flight (if
+   * it is in use), then lets them go on with the lvol's state as `fn` left it (unchanged if it threw).
+   */
+  private async whileFrozen<T>(lv: Lvol, what: string, fn: () => Promise<T>): Promise<T> {
+    if (!lv.bdev?.claimedBy) return fn();
     let timer: NodeJS.Timeout | undefined;
     const limit = new Promise<never>((_, rej) => {
       timer = setTimeout(() => rej(new BdevError('invalid', `lvol '${lv.name}' still had I/O in flight after ${FREEZE_LIMIT_MS / 1000} s: ` +
-        `the snapshot was not taken; retry when its base bdev '${this.base.name}' responds`)), FREEZE_LIMIT_MS);
+        `${what} was not done; retry when its base bdev '${this.base.name}' responds`)), FREEZE_LIMIT_MS);
     });
-    try { await Promise.race([ctrlIo.callAll('lvol.freeze', { uuid: lv.uuid }), limit]); } finally { clearTimeout(timer); }
+    let changed = false;
+    try {
+      await Promise.race([ctrlIo.callAll('lvol.freeze', { uuid: lv.uuid }), limit]);
+      const r = await fn();
+      changed = true;
+      return r;
+    } finally {
+      clearTimeout(timer);
+      await ctrlIo.callAll('lvol.thaw', { uuid: lv.uuid, state: changed ? this.stateOf(lv) : null });
+    }
   }
 
   clone(snap: Lvol, name: string): Promise<string> {
@@ -377,23 +388,24 @@ export class LvolStore {
         throw new BdevError('claimed', `lvol '${lv.name}' is in use by ${inUse}: it can grow, but not shrink from ${old} to ${n} clusters`);
       }
       if (n * 4 > lv.pages * MAP_PAGE) {
-        // the map must move to a bigger run of pages
-        if (inUse) {
-          throw new BdevError('claimed', `not yet: growing lvol '${lv.name}' past ${(lv.pages * MAP_PAGE / 4) * this.clusterSize / 2 ** 20} MiB ` +
-            `moves its cluster map, which vhostd does only while it is unused (${inUse} uses it): detach it, resize, attach again`);
-        }
+        // the map moves to a bigger run of pages (while no I/O of the lvol is in flight)
         const pages = mapPagesFor(n), page = this.takePages(pages);
         const moved = { ...LvolStore.descOf(lv), clusters: n, page, pages };
         try {
-          await this.rewriteMap({ ...lv, pages }, page);
-          await this.writeSuperblock(this.desc(this.current().map((x) => (x.uuid === lv.uuid ? moved : x))));
-        } catch (e) { this.freePages(page, pages); throw e; }
-        this.freePages(lv.page, lv.pages);
-        const map = new Int32Array(new SharedArrayBuffer(pages * MAP_PAGE));
-        map.set(new Int32Array(lv.map));
-        lv.map = map.buffer as SharedArrayBuffer;
-        lv.locks = new SharedArrayBuffer(4 * Math.ceil(pages * MAP_PAGE / this.blockSize));
-        lv.page = page; lv.pages = pages; lv.clusters = n;
+          await this.whileFrozen(lv, 'the resize', async () => {
+            await this.rewriteMap({ ...lv, pages }, page);
+            await this.writeSuperblock(this.desc(this.current().map((x) => (x.uuid === lv.uuid ? moved : x))));
+            const map = new Int32Array(new SharedArrayBuffer(pages * MAP_PAGE));
+            map.set(new Int32Array(lv.map));
+            this.freePages(lv.page, lv.pages);
+            lv.map = map.buffer as SharedArrayBuffer;
+            lv.locks = new SharedArrayBuffer(4 * Math.ceil(pages * MAP_PAGE / this.blockSize));
+            lv.page = page; lv.pages = pages; lv.clusters = n;
+          });
+        } catch (e) {
+          if (lv.page !== page) this.freePages(page, pages);
+          throw e;
+        }
       } else {
         await this.writeSuperblock(this.desc(this.current().map((x) => (x.uuid === lv.uuid ? { ...x, clusters: n } : x))));
         lv.clusters = n;
@@ -419,9 +431,8 @@ export class LvolStore {
       }
       const chain = this.chainOf(lv).map((a) => new Int32Array(a.map));
       const m = new Int32Array(lv.map), locks = new Int32Array(lv.locks), epb = this.blockSize / 4;
-      const blockImg = new Uint8Array(this.blockSize), dv = new DataView(blockImg.buffer);
       const mapBase = MAP_START + lv.page * MAP_PAGE;
-      for (let i = 0; i < lv.clusters; i++) {
+      const one = async (i: number): Promise<void> => {
         // claim the entry as a first write would (a writer on a reactor waits, or we wait for it)
         for (;;) {
           const v = Atomics.load(m, i);
@@ -429,31 +440,37 @@ export class LvolStore {
           if (v === 0 && Atomics.compareExchange(m, i, 0, MAP_BUSY) === 0) break;
           await sleep(1);
         }
-        if (Atomics.load(m, i) !== MAP_BUSY) continue;
+        if (Atomics.load(m, i) !== MAP_BUSY) return;
         let src = -1;
         for (const c of chain) if (i < c.length && c[i] > 0) { src = c[i] - 1; break; }
-        if (src < 0 && !all) { Atomics.store(m, i, 0); continue; }
+        if (src < 0 && !all) { Atomics.store(m, i, 0); return; }
         const p = allocCluster(this.alloc, this.dataClusters);
         if (p < 0) {
           Atomics.store(m, i, 0);
           throw new BdevError('invalid', `lvstore '${this.name}' ran out of free clusters while inflating '${lv.name}' ` +
-            `(${i} of ${lv.clusters} done; the lvol is consistent and still has its parent): free space and retry`);
+            `(the lvol is consistent and still has its parent): free space and retry`);
         }
-        const blk = Math.floor(i / epb);
+        const blk = Math.floor(i / epb), img = new Uint8Array(this.blockSize);
         try {
           if (src >= 0) await ctrlIo.write(this.base, this.clusterOffset(p), await ctrlIo.read(this.base, this.clusterOffset(src), this.clusterSize));
           else await ctrlIo.writeZeroes(this.base, this.clusterOffset(p), this.clusterSize);
           while (Atomics.compareExchange(locks, blk, 0, 1) !== 0) await sleep(1);
           try {
-            mapBlockImage(m, blk, epb, dv, i, p + 1);
-            await ctrlIo.write(this.base, mapBase + blk * this.blockSize, blockImg);
+            mapBlockImage(m, blk, epb, new DataView(img.buffer), i, p + 1);
+            await ctrlIo.write(this.base, mapBase + blk * this.blockSize, img);
             Atomics.store(m, i, p + 1);
           } finally { Atomics.store(locks, blk, 0); }
         } catch (e) {
           if (Atomics.load(m, i) === MAP_BUSY) { Atomics.store(m, i, 0); freeCluster(this.alloc, p); }
           throw e;
         }
-      }
+      };
+      // a few clusters at a time: each is a read, a write and a map-block write on the base
+      let next = 0;
+      const worker = async () => { while (next < lv.clusters) await one(next++); };
+      const results = await Promise.allSettled(Array.from({ length: INFLATE_PARALLEL }, worker));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       const after = { ...LvolStore.descOf(lv), parent: null, thin: all ? false : lv.thin };
       await this.writeSuperblock(this.desc(this.current().map((x) => (x.uuid === lv.uuid ? after : x))));
       lv.parent = null; lv.thin = after.thin;
@@ -473,40 +490,42 @@ export class LvolStore {
           `delete or inflate all but one of them first`);
       }
       const heir = clones[0];
-      if (heir?.bdev?.claimedBy) {
-        throw new BdevError('claimed', `not yet: deleting snapshot '${lv.name}' merges it into its clone '${heir.name}', which vhostd does ` +
-          `only while the clone is unused (${heir.bdev.claimedBy} uses it): detach it first, or inflate the clone`);
-      }
       if (lv.bdev) await this.registry.unregister(lv.bdev.name);   // refuses while a controller uses it
-      let merged: { map: Int32Array; page: number; pages: number } | null = null;
+      let merged: Int32Array | null = null;
       try {
-        let others = this.current().filter((x) => x.uuid !== lv.uuid);
-        if (heir) {
-          // the clone's new map (its own clusters, else the snapshot's) goes to new pages: one superblock switch moves both
+        const others = this.current().filter((x) => x.uuid !== lv.uuid);
+        if (!heir) await this.writeSuperblock(this.desc(others));
+        else {
+          // the clone's new map (its own clusters, else the snapshot's) goes to new pages: one
+          // superblock switch moves both; the clone's I/O waits meanwhile if it is in use
           const pages = heir.pages, page = this.takePages(pages);
-          const map = new Int32Array(new SharedArrayBuffer(pages * MAP_PAGE)), own = new Int32Array(heir.map), old = new Int32Array(lv.map);
-          for (let i = 0; i < heir.clusters; i++) map[i] = own[i] > 0 ? own[i] : i < lv.clusters && old[i] > 0 ? old[i] : 0;
-          merged = { map, page, pages };
-          await this.rewriteMap({ ...heir, map: map.buffer as SharedArrayBuffer }, page);
-          others = others.map((x) => (x.uuid === heir.uuid ? { ...x, parent: lv.parent, page } : x));
+          try {
+            await this.whileFrozen(heir, 'the merge into the clone', async () => {
+              const map = new Int32Array(new SharedArrayBuffer(pages * MAP_PAGE)), own = new Int32Array(heir.map), old = new Int32Array(lv.map);
+              for (let i = 0; i < heir.clusters; i++) map[i] = own[i] > 0 ? own[i] : i < lv.clusters && old[i] > 0 ? old[i] : 0;
+              await this.rewriteMap({ ...heir, map: map.buffer as SharedArrayBuffer }, page);
+              await this.writeSuperblock(this.desc(others.map((x) => (x.uuid === heir.uuid ? { ...x, parent: lv.parent, page } : x))));
+              merged = map;
+              this.lvols.delete(lv.uuid);
+              this.freePages(heir.page, heir.pages);
+              heir.map = map.buffer as SharedArrayBuffer;
+              heir.locks = new SharedArrayBuffer(heir.locks.byteLength);
+              heir.page = page;
+              heir.parent = lv.parent;
+            });
+          } catch (e) {
+            if (!merged) this.freePages(page, pages);
+            throw e;
+          }
         }
-        await this.writeSuperblock(this.desc(others));
       } catch (e) {
-        if (merged) this.freePages(merged.page, merged.pages);
-        this.registerBdev(lv);
+        if (!merged && this.lvols.has(lv.uuid)) this.registerBdev(lv);
         throw e;
       }
       this.lvols.delete(lv.uuid);
-      const m = new Int32Array(lv.map), kept = merged?.map;
+      const m = new Int32Array(lv.map), kept: Int32Array | null = merged;
       for (let i = 0; i < m.length; i++) if (m[i] > 0 && !(kept && i < heir!.clusters && kept[i] === m[i])) freeCluster(this.alloc, m[i] - 1);
       this.freePages(lv.page, lv.pages);
-      if (heir && merged) {
-        this.freePages(heir.page, heir.pages);
-        heir.map = merged.map.buffer as SharedArrayBuffer;
-        heir.locks = new SharedArrayBuffer(heir.locks.byteLength);
-        heir.page = merged.page;
-        heir.parent = lv.parent;
-      }
     });
   }
 
