@@ -4,7 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { BdevChannelSpec, IoTypeName } from './types.js';
 import { createStats, MAX_REACTORS } from './stats.js';
 
-export interface ConfigCall { method: string; params: Record<string, unknown> }
+import type { ConfigCall } from '../src/framework/app_context.js';
+export type { ConfigCall };
 
 export interface BdevOptions {
   name: string;

@@ -6,6 +6,7 @@ import { BdevIo, BdevIoSink, SegmentTable } from './bdev_io.js';
 import { BdevChannelSpec, IoStatus } from './types.js';
 import { GuestMemory } from '../src/memory/guest_memory.js';
 import type { BdevChannel } from './channel.js';
+import { closeBdevChannel, openBdevChannel } from './reactor_channels.js';
 
 interface IoArgs { bdev: BdevChannelSpec; type: number; offsetBlocks: number; numBlocks: number; hva: number; size: number; bytes: number }
 
@@ -15,7 +16,7 @@ const channels = new Map<string, Open>();
 
 function closeNow(r: Reactor, name: string): void {
   channels.delete(name);
-  r.closeChannel(name);
+  closeBdevChannel(r, name);
 }
 
 /** Closes after the current poll round: a completion runs inside the channel's own poll(), which must not destroy it. */
@@ -34,7 +35,7 @@ function closeLater(r: Reactor, name: string, entry: Open): void {
 
 registerOp('ctrlio.io', (r: Reactor, a: IoArgs, reply) => {
   let o = channels.get(a.bdev.name);
-  if (!o) { o = { ch: r.openChannel(a.bdev), inflight: 0, closing: false }; channels.set(a.bdev.name, o); }
+  if (!o) { o = { ch: openBdevChannel(r, a.bdev), inflight: 0, closing: false }; channels.set(a.bdev.name, o); }
   o.closing = false;   // used again: a pending close is off
   const entry = o;
   const sink: BdevIoSink = {

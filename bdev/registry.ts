@@ -1,11 +1,22 @@
 // The set of bdevs known to the process, by name and alias.
 import { Bdev } from './bdev.js';
+import { RpcCode } from '../src/rpc/errors.js';
+
+/** SPDK's -errno for each failure (the RPC layer answers with it). */
+const RPC_CODES = { exists: RpcCode.EEXIST, not_found: RpcCode.ENODEV, claimed: RpcCode.EBUSY, invalid: RpcCode.EINVAL } as const;
 
 export class BdevError extends Error {
   constructor(readonly code: 'exists' | 'not_found' | 'claimed' | 'invalid', message: string) {
     super(message);
     this.name = 'BdevError';
   }
+
+  get rpcCode(): number { return RPC_CODES[this.code]; }
+}
+
+// The bdev layer's part of the app context: every bdev of the process.
+declare module '../src/framework/app_context.js' {
+  interface AppContext { readonly bdevs: BdevRegistry }
 }
 
 /** Looks at a new bdev (e.g. for an lvstore superblock) and may register bdevs on it (SPDK's examine). */

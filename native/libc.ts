@@ -9,6 +9,7 @@ export const raw = {
   close: fn('int close(int fd)'),
   fcntl: fn('int fcntl(int fd, int cmd, int arg)'),
   read: fn('intptr_t read(int fd, _Out_ void *buf, size_t len)'),
+  preadv2: libc.func('preadv2', 'intptr_t', ['int', 'intptr_t', 'int', 'int64_t', 'int']),
   write: fn('intptr_t write(int fd, const void *buf, size_t len)'),
   pread: fn('intptr_t pread(int fd, _Out_ void *buf, size_t len, int64_t off)'),
   pwrite: fn('intptr_t pwrite(int fd, const void *buf, size_t len, int64_t off)'),
@@ -134,8 +135,27 @@ const drainBuf = new Uint8Array(8);
 /** Signals an eventfd (adds 1). Returns false if the counter is saturated or fd is bad. */
 export function eventfdSignal(fd: number): boolean { return Number(raw.write(fd, oneBytes, 8)) === 8; }
 
-/** Reads and clears a non-blocking eventfd; returns whether it was signalled. */
-export function eventfdDrain(fd: number): boolean { return Number(raw.read(fd, drainBuf, 8)) === 8; }
+const RWF_NOWAIT = 8;
+/** One iovec over 8 bytes of its own page, for preadv2 (which takes addresses). */
+const drainPage = mmap(4096);
+new BigUint64Array(view(drainPage, 16)).set([BigInt(drainPage + 64), 8n]);
+/**
+ * Whether the kernel reads eventfds with RWF_NOWAIT (Linux 5.12+): such a read never blocks,
+ * even when the front end that shares the eventfd has made it blocking again (O_NONBLOCK
+ * belongs to the open file, not to our fd).
+ */
+const drainNoWait = ((): boolean => {
+  const fd = raw.eventfd(0, EFD_CLOEXEC);
+  if (fd < 0) return false;
+  try { return Number(raw.preadv2(fd, drainPage, 1, -1, RWF_NOWAIT)) === -1 && koffi.errno() === 11 /* EAGAIN */; }
+  finally { raw.close(fd); }
+})();
+
+/** Reads and clears an eventfd without ever blocking (see drainNoWait); returns whether it was signalled. */
+export function eventfdDrain(fd: number): boolean {
+  if (drainNoWait) return Number(raw.preadv2(fd, drainPage, 1, -1, RWF_NOWAIT)) === 8;
+  return Number(raw.read(fd, drainBuf, 8)) === 8;
+}
 
 const CLOCK_MONOTONIC = 1;
 /** struct itimerspec (interval, value; each tv_sec, tv_nsec as int64), reused: little-endian 32-bit halves. */

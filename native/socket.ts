@@ -112,8 +112,11 @@ export function recvWithFds(fd: number, dst: Uint8Array, off: number, len: numbe
   return { n, fds };
 }
 
-/** Sends all of `data` with `fds` attached to the first byte. Blocks briefly if the socket is full. */
-export function sendWithFds(fd: number, data: Uint8Array, fds: number[] = []): void {
+/**
+ * Sends all of `data` with `fds` attached to the first byte. Blocks briefly if the socket is
+ * full, or with `maxSpins` 0 never: a full socket then throws EAGAIN (the peer stopped reading).
+ */
+export function sendWithFds(fd: number, data: Uint8Array, fds: number[] = [], maxSpins = 100000): void {
   if (fds.length > MAX_FDS) throw new Error(`cannot pass ${fds.length} fds (at most ${MAX_FDS})`);
   let sent = 0;
   let spins = 0;
@@ -137,7 +140,7 @@ export function sendWithFds(fd: number, data: Uint8Array, fds: number[] = []): v
     const n = Number(sys.sendmsg(fd, base + OFF_MSG, MSG_NOSIGNAL));
     if (n < 0) {
       const e = koffi.errno();
-      if ((e === ERRNO.EAGAIN || e === ERRNO.EINTR) && spins++ < 100000) continue;
+      if ((e === ERRNO.EINTR || (e === ERRNO.EAGAIN && spins < maxSpins)) && spins++ < 100000) continue;
       check('sendmsg', -1);
     }
     sent += n;

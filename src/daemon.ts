@@ -1,33 +1,36 @@
 // The daemon: builds the App (AppContext), loads -c config, serves RPC, shuts down on signals.
-import type { AppContext, AppState, Subsystem } from './app.js';
+import type { AppContext, AppState, Subsystem } from './framework/app_context.js';
 import { ReactorPool } from './reactor/pool.js';
-import { VhostManager } from './vhost/manager.js';
+import { VhostManager } from '../targets/vhost/vhost_manager.js';
 import { startMetricsServer } from './metrics.js';
 import { defaultConfig, printAttachHelp } from './default_config.js';
 import { ConfigPersister } from './config/persist.js';
-import { nvmfOf } from './rpc/methods/nvmf.js';
-import { VERSION } from './app.js';
+import { NvmfManager } from '../targets/nvme/nvmf_manager.js';
+import { VERSION } from './framework/app_context.js';
 import { BdevRegistry } from '../bdev/registry.js';
 import { ctrlIo } from '../bdev/ctrl_io.js';
 import { logger, setLogFlag, setLogLevel, Level } from './log.js';
-import { rpcMethods, MethodRegistry } from './rpc/registry.js';
+import { MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
-import { registerFrameworkMethods } from './rpc/methods/framework.js';
-import { registerLogMethods } from './rpc/methods/log.js';
-import { registerCpuLockMethods } from './rpc/methods/cpu_locks.js';
-import { SUBSYSTEMS } from './subsystems.js';
+import { registerFrameworkMethods } from './app_rpc.js';
+import { registerLogMethods } from './framework/log_rpc.js';
+import { registerCpuLockMethods } from './startup/cpu_locks_rpc.js';
+import './modules.js';
+import { registeredSubsystems, registerModuleMethods } from './framework/module.js';
 import { applyConfig, ConfigEntry, planConfig, readConfigFile } from './config/load.js';
 import type { DaemonOptions } from './cli/vhostd-args.js';
 import { UsageError } from './cli/vhostd-args.js';
 import { StartupError } from './startup/errors.js';
 import { checkCpus, checkPaths, cpuRanges, resolveSocketAccess } from './startup/checks.js';
 import { claimCpuLocks } from './startup/cpu_locks.js';
-import type { HeldLock } from './startup/lock_file.js';
+import type { HeldLock } from './framework/lock_file.js';
 import { lockRpcSocket } from './rpc/socket-path.js';
-import { setControllerSocketAccess } from './socket_file.js';
+import { setControllerSocketAccess } from './framework/socket_file.js';
 import { getAffinity } from '../native/libc.js';
 
 const log = logger('app');
+/** The reactor threads' entry (not imported here: the reactor side of the modules loads only in reactors). */
+const REACTOR_MAIN = new URL('./reactor_main.js', import.meta.url);
 const SHUTDOWN_LIMIT_MS = 15_000;
 /** A failed start tears down what it created for at most this long, then the process exits anyway. */
 const ABORT_LIMIT_MS = 1_000;
@@ -38,6 +41,7 @@ export class App implements AppContext {
   readonly bdevs = new BdevRegistry();
   readonly reactors: ReactorPool;
   readonly vhost: VhostManager;
+  readonly nvmf: NvmfManager;
   readonly subsystems: Subsystem[] = [];
   state: AppState = 'waiting_for_rpc';
   /** Config entries that must wait until framework init (runtime-only methods). */
@@ -48,6 +52,7 @@ export class App implements AppContext {
     private readonly onStopped: (code: number) => void, private cpuLocks: HeldLock[] = [], private rpcLock: HeldLock | null = null) {
     this.reactors = pool;
     this.vhost = new VhostManager(pool, this.bdevs, opts.socketDir);
+    this.nvmf = new NvmfManager(pool, this.bdevs);
   }
 
   async startInit(): Promise<void> {
@@ -108,7 +113,7 @@ export class App implements AppContext {
     await this.closeRpc();
     // controllers first: queues stop fetching, in-flight I/O completes, sockets close
     await this.vhost.closeAll();
-    await nvmfOf(this).closeAll();
+    await this.nvmf.closeAll();
     for (const b of this.bdevs.list()) {
       b.claimedBy = null;
       await this.bdevs.unregister(b.name).catch((e) => log.warn(`deleting bdev ${b.name}: ${(e as Error).message}`));
@@ -143,13 +148,13 @@ export async function runDaemon(opts: DaemonOptions, onExit: (code: number) => v
   let pool: ReactorPool;
   try {
     rpcLock = lockRpcSocket(opts.rpcSocket);
-    pool = await ReactorPool.start(opts.cpus, { idleSleepMs: opts.idleSleepMs }).catch((e) => { throw reactorStartError(e, opts); });
+    pool = await ReactorPool.start(opts.cpus, { worker: REACTOR_MAIN, idleSleepMs: opts.idleSleepMs }).catch((e) => { throw reactorStartError(e, opts); });
   } catch (e) {
     for (const l of cpuLocks) l.release();
     rpcLock?.release();
     throw e;
   }
-  const app = new App(opts, rpcMethods, pool, onExit, cpuLocks, rpcLock);
+  const app = new App(opts, new MethodRegistry(), pool, onExit, cpuLocks, rpcLock);
   try {
     await startApp(app);
     return app;
@@ -169,13 +174,14 @@ function reactorStartError(e: unknown, opts: DaemonOptions): Error {
 
 async function startApp(app: App): Promise<void> {
   const opts = app.opts;
+  const rpcMethods = app.rpc;
   ctrlIo.attach(app.reactors, app.bdevs);
   registerFrameworkMethods(rpcMethods);
   registerLogMethods(rpcMethods);
   registerCpuLockMethods(rpcMethods, app);
-  for (const s of SUBSYSTEMS) {
-    app.subsystems.push(s.create(app));
-    s.register(rpcMethods, app);
+  registerModuleMethods(rpcMethods);
+  for (const s of registeredSubsystems()) {
+    app.subsystems.push({ name: s.name, dependsOn: s.dependsOn, configCalls: () => s.configCalls(app) });
   }
   // the metrics port is claimed before any controller exists: a busy port changes nothing
   if (opts.metrics) {

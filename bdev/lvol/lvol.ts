@@ -2,13 +2,28 @@
 // "lvs_name/lvol_name" (as SPDK). Not in save_config: the lvstore's examine recreates it
 // when the base bdev appears.
 import { Bdev, ConfigCall } from '../bdev.js';
-import type { LvolStore, Lvol } from './lvstore.js';
-import type { LvolChannelData } from './lvol_shared.js';
+import type { LvolChannelData, LvolState } from './lvol_shared.js';
+
+/** What an lvol bdev needs from its lvstore (lvstore.ts; an interface, so that file can import this one). */
+export interface LvolHost {
+  readonly name: string;
+  readonly base: Bdev;
+  readonly blockSize: number;
+  readonly clusterBlocks: number;
+  readonly dataStart: number;
+  readonly dataClusters: number;
+  readonly alloc: Int32Array;
+  stateOf(lv: LvolRef): LvolState;
+  describeLvol(lv: LvolRef): Record<string, unknown>;
+}
+
+/** The lvol's fields the bdev reads (lvstore.ts's Lvol has them). */
+export interface LvolRef { readonly uuid: string; readonly name: string; readonly clusters: number; readonly readOnly: boolean }
 
 export class LvolBdev extends Bdev {
   readonly module = 'lvol';
 
-  constructor(readonly lvs: LvolStore, readonly lvol: Lvol) {
+  constructor(readonly lvs: LvolHost, readonly lvol: LvolRef) {
     super({ name: lvol.uuid, uuid: lvol.uuid, blockSize: lvs.blockSize, numBlocks: lvol.clusters * lvs.clusterBlocks,
       ioTypes: lvol.readOnly ? ['read', 'flush', 'reset'] : ['read', 'write', 'flush', 'reset'] });
     this.aliases.push(`${lvs.name}/${lvol.name}`);

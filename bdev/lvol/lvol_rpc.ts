@@ -1,5 +1,6 @@
 // Logical volume RPCs with SPDK's names, parameters and results (module/bdev/lvol/vbdev_lvol_rpc.c).
-import type { AppContext } from '../../src/app.js';
+import type { AppContext } from '../../src/framework/app_context.js';
+import { registerModule } from '../../src/framework/module.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
 import { RpcCode, RpcError } from '../../src/rpc/errors.js';
 import { ClearMethod, LvolStore } from './lvstore.js';
@@ -79,3 +80,6 @@ export function registerLvolMethods(reg: MethodRegistry): void {
     return stores.flatMap((s) => [...s.lvols.values()].map((lv) => s.listLvol(lv)));
   });
 }
+
+// lvols are not in save_config (examine finds them on the base bdev): methods only
+registerModule({ name: 'lvol', subsystem: 'bdev', rpc: registerLvolMethods });

@@ -70,7 +70,7 @@ export class LvolStore {
     if (!(b instanceof LvolBdev)) {
       throw new BdevError('not_found', b ? `bdev '${name}' is a ${b.module} bdev, not an lvol` : `lvol '${name}' does not exist (see bdev_lvol_get_lvols)`);
     }
-    return { lvs: b.lvs, lvol: b.lvol };
+    return { lvs: b.lvs as LvolStore, lvol: b.lvol as Lvol };
   }
 
   // ---- creation and loading ----

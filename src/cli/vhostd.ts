@@ -3,7 +3,7 @@
 // keep a failed daemon hanging instead of letting systemd restart it.
 import { parseDaemonArgs, USAGE, UsageError } from './vhostd-args.js';
 import { runDaemon } from '../daemon.js';
-import { VERSION } from '../app.js';
+import { VERSION } from '../framework/app_context.js';
 import { ConfigError } from '../config/load.js';
 import { SocketInUseError } from '../rpc/socket-path.js';
 import { StartupError } from '../startup/errors.js';

@@ -1,7 +1,7 @@
 // -c FILE: applies an SPDK save_config file through the RPC method registry, as SPDK's
 // json_config loader does: startup-state calls first, then framework init, then the rest.
 import { readFileSync } from 'node:fs';
-import type { AppContext } from '../app.js';
+import type { AppContext } from '../framework/app_context.js';
 import { MethodRegistry } from '../rpc/registry.js';
 import { toRpcError } from '../rpc/errors.js';
 import { logger } from '../log.js';

@@ -2,7 +2,7 @@
 // rename, fsync of the directory) after every change, loaded again at start-up.
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, existsSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import type { Subsystem } from '../app.js';
+import type { Subsystem } from '../framework/app_context.js';
 import { saveConfig } from './save.js';
 import { logger } from '../log.js';
 

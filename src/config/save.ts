@@ -1,5 +1,5 @@
 // save_config: the calls that recreate every subsystem's objects, subsystems in dependency order.
-import type { Subsystem } from '../app.js';
+import type { Subsystem } from '../framework/app_context.js';
 import type { ConfigCall } from '../../bdev/bdev.js';
 
 export interface SavedConfig { subsystems: { subsystem: string; config: ConfigCall[] }[] }

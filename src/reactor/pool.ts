@@ -3,7 +3,7 @@
 import { Worker, MessageChannel, MessagePort } from 'node:worker_threads';
 import { eventfd, eventfdSignal, closeQuiet, getpid } from '../../native/libc.js';
 import * as M from './mailbox.js';
-import { ReactorsView } from '../app.js';
+import { ReactorsView } from '../framework/app_context.js';
 import { formatCpumask } from '../cpumask.js';
 import { logger } from '../log.js';
 
@@ -31,9 +31,10 @@ export class ReactorPool implements ReactorsView {
 
   private constructor(readonly cpus: number[]) {}
 
-  static async start(cpus: number[], opts: { idleSleepMs?: number } = {}): Promise<ReactorPool> {
+  /** `worker`: the thread's entry module, which loads the modules' reactor sides (src/reactor_main.ts). */
+  static async start(cpus: number[], opts: { worker: URL; idleSleepMs?: number }): Promise<ReactorPool> {
     const pool = new ReactorPool(cpus);
-    const url = new URL('./reactor.js', import.meta.url);
+    const url = opts.worker;
     await Promise.all(cpus.map((cpu, index) => new Promise<void>((resolve, reject) => {
       const mailbox = new SharedArrayBuffer(M.MB_WORDS * 4);
       const stats = new SharedArrayBuffer(M.ST_DOUBLES * 8);

@@ -1,13 +1,11 @@
 // A reactor: a worker thread pinned to one CPU that runs pollers in a loop and sleeps
 // in epoll when idle (interrupt mode). Control messages arrive on a MessagePort that is
 // read only when the shared counter says something is there.
-import { workerData, receiveMessageOnPort, MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort, MessagePort } from 'node:worker_threads';
 import { setAffinity, gettid, eventfdDrain } from '../../native/libc.js';
 import { Epoll } from '../../native/epoll.js';
 import { Poller, TimedPoller } from './poller.js';
 import * as M from './mailbox.js';
-import { BdevChannel, openChannel } from '../../bdev/channel.js';
-import { BdevChannelSpec } from '../../bdev/types.js';
 
 const MAX_SLEEP_MS = 250;
 /** Rounds per clock read: while idle, and while work is flowing. */
@@ -20,6 +18,16 @@ export type OpHandler = (r: Reactor, args: any, reply: (result: unknown) => void
 const ops = new Map<string, OpHandler>();
 /** Modules loaded into the reactor register the control operations they serve. */
 export function registerOp(op: string, h: OpHandler): void { ops.set(op, h); }
+
+/**
+ * A per-reactor object shared by everything on the reactor that uses the same device
+ * (SPDK's io_channel): e.g. a bdev channel (bdev/reactor_channels.ts).
+ */
+export interface ReactorChannel {
+  /** Polled with the reactor's pollers while the channel is open (completions), or null. */
+  readonly poller: Poller | null;
+  destroy(): void;
+}
 
 export class Reactor {
   readonly index: number;
@@ -35,7 +43,7 @@ export class Reactor {
   private seen = 0;
   private running = true;
   private readonly epoll = new Epoll(64);
-  private readonly channels = new Map<string, { ch: BdevChannel; refs: number }>();
+  private readonly channels = new Map<string, { ch: ReactorChannel; refs: number }>();
 
   constructor(readonly init: M.ReactorInit, private readonly port: MessagePort) {
     this.index = init.index;
@@ -69,26 +77,22 @@ export class Reactor {
 
   addTimedPoller(p: TimedPoller): void { this.timed.push({ p, next: performance.now() + p.periodMs }); }
 
-  /** Opens (or shares) this reactor's channel to a bdev. */
-  openChannel(spec: BdevChannelSpec): BdevChannel {
-    const e = this.channels.get(spec.name);
-    if (e) { e.refs++; return e.ch; }
-    const ch = openChannel(spec, this.index);
-    this.channels.set(spec.name, { ch, refs: 1 });
-    if (ch.poll !== BdevChannel.prototype.poll) {
-      const fds = ch.wakeFds();
-      this.addPoller({ name: `bdev:${spec.name}`, poll: () => ch.poll(), wakeFds: () => fds,
-        armInterrupt: () => ch.canSleep(), disarmInterrupt: () => {} });
-    }
+  /** This reactor's channel `key`, created by `create` on first use; shared and counted after that. */
+  getChannel<T extends ReactorChannel>(key: string, create: () => T): T {
+    const e = this.channels.get(key);
+    if (e) { e.refs++; return e.ch as T; }
+    const ch = create();
+    this.channels.set(key, { ch, refs: 1 });
+    if (ch.poller) this.addPoller(ch.poller);
     return ch;
   }
 
-  closeChannel(name: string): void {
-    const e = this.channels.get(name);
+  /** Drops one use of channel `key`; the last one removes its poller and destroys it. */
+  putChannel(key: string): void {
+    const e = this.channels.get(key);
     if (!e || --e.refs > 0) return;
-    this.channels.delete(name);
-    const p = this.pollers.find((x) => x.name === `bdev:${name}`);
-    if (p) this.removePoller(p);
+    this.channels.delete(key);
+    if (e.ch.poller) this.removePoller(e.ch.poller);
     e.ch.destroy();
   }
 
@@ -184,15 +188,3 @@ export class Reactor {
     return true;
   }
 }
-
-async function main(): Promise<void> {
-  const { init, port } = workerData as { init: M.ReactorInit; port: MessagePort };
-  // Targets and bdev modules register their reactor-side parts on import.
-  await import('./reactor_modules.js');
-  const r = new Reactor(init, port);
-  port.postMessage({ event: 'ready', data: { index: r.index, tid: r.tid } } satisfies M.ReactorEvent);
-  r.run();
-  port.close();
-}
-
-if (workerData && (workerData as { init?: unknown }).init) void main();

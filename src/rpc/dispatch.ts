@@ -1,6 +1,6 @@
 // Turns one received JSON text into the response text (or nothing): request shape checks,
 // batches, notifications; method errors become JSON-RPC error objects.
-import type { AppContext } from '../app.js';
+import type { AppContext } from '../framework/app_context.js';
 import { logger } from '../log.js';
 import { MethodRegistry } from './registry.js';
 import { RpcCode, RpcError, toRpcError } from './errors.js';

@@ -1,5 +1,4 @@
 // JSON-RPC error codes (JSON-RPC 2.0 plus SPDK's) and the typed error handlers throw.
-import { BdevError } from '../../bdev/registry.js';
 
 export const RpcCode = {
   PARSE_ERROR: -32700,
@@ -25,14 +24,15 @@ export class RpcError extends Error {
 
 export const invalidParams = (msg: string) => new RpcError(RpcCode.INVALID_PARAMS, msg);
 
-const bdevCodes: Record<BdevError['code'], number> = {
-  exists: RpcCode.EEXIST, not_found: RpcCode.ENODEV, claimed: RpcCode.EBUSY, invalid: RpcCode.EINVAL,
-};
+/** A module's error that knows its JSON-RPC code (SPDK answers -errno), e.g. BdevError. */
+export interface CodedError extends Error { readonly rpcCode: number }
+
+const isCoded = (e: unknown): e is CodedError => e instanceof Error && typeof (e as Partial<CodedError>).rpcCode === 'number';
 
 /** Maps anything a handler threw to an RpcError (SPDK returns -errno for module failures). */
 export function toRpcError(e: unknown): RpcError {
   if (e instanceof RpcError) return e;
-  if (e instanceof BdevError) return new RpcError(bdevCodes[e.code], e.message);
+  if (isCoded(e)) return new RpcError(e.rpcCode, e.message);
   const err = e as { name?: string; errno?: number; message?: string };
   if (err && err.name === 'NativeError' && typeof err.errno === 'number') {
     return new RpcError(-err.errno, err.message ?? 'system call failed');

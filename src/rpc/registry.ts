@@ -1,6 +1,6 @@
 // The RPC method table: name → schema, handler and the app states it may run in
 // (SPDK's SPDK_RPC_STARTUP/SPDK_RPC_RUNTIME masks).
-import type { AppContext, AppState } from '../app.js';
+import type { AppContext, AppState } from '../framework/app_context.js';
 import { Params, Schema, validateParams } from './params.js';
 import { logger } from '../log.js';
 
@@ -74,11 +74,4 @@ function checkState(m: Method, state: AppState): void {
       `Use --wait-for-rpc command line parameter and then issue this RPC before the framework_start_init RPC.`);
   }
   throw new RpcError(RpcCode.INVALID_STATE, `vhostd is shutting down: '${m.name}' is refused`);
-}
-
-/** The process-wide registry the daemon serves; other modules add their methods here. */
-export const rpcMethods = new MethodRegistry();
-
-export function registerMethod<const S extends Schema>(name: string, schema: S, handler: Handler<S>, opts?: MethodOptions): void {
-  rpcMethods.register(name, schema, handler, opts);
 }

@@ -2,7 +2,7 @@
 // back-to-back JSON values, each response is followed by a newline.
 import net from 'node:net';
 import { unlinkSync } from 'node:fs';
-import type { AppContext } from '../app.js';
+import type { AppContext } from '../framework/app_context.js';
 import { logger } from '../log.js';
 import { JsonSplitter } from './splitter.js';
 import { handleText } from './dispatch.js';

@@ -2,7 +2,7 @@
 // server does), a stale socket file is removed, a live daemon or a non-socket is refused.
 import net from 'node:net';
 import { lstatSync, unlinkSync } from 'node:fs';
-import { lockFile, HeldLock } from '../startup/lock_file.js';
+import { lockFile, HeldLock } from '../framework/lock_file.js';
 import { probeUnixSocket } from '../../native/socket_probe.js';
 
 export class SocketInUseError extends Error {

@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { formatCpumask, parseCpumask } from '../cpumask.js';
 import { UsageError, type DaemonOptions } from '../cli/vhostd-args.js';
 import { lookupGroup, lookupUser } from '../../native/process.js';
-import type { SocketAccess } from '../socket_file.js';
+import type { SocketAccess } from '../framework/socket_file.js';
 
 /** CPUs the kernel has online (/sys/devices/system/cpu/online, in cpumask list syntax). */
 export function onlineCpuList(): number[] {

@@ -1,7 +1,7 @@
 // One lock file per reactor CPU (SPDK's /var/tmp/spdk_cpu_lock_NNN idea, with vhostd's own
 // names): a second vhostd on the same CPUs stops before it touches anything.
 import { join } from 'node:path';
-import { HeldLock, lockFile } from './lock_file.js';
+import { HeldLock, lockFile } from '../framework/lock_file.js';
 import { StartupError } from './errors.js';
 
 /** A CPU another process holds; `holder` says which, for the RPC form of the message. */

@@ -2,7 +2,7 @@
 // the fds passed alongside), runs them strictly in order (a reply may wait for a
 // reactor) and hands device-specific work to a VfioUserDevice.
 import { unlinkSync } from 'node:fs';
-import { applySocketAccess, prepareSocketPath } from '../socket_file.js';
+import { applySocketAccess, prepareSocketPath } from '../framework/socket_file.js';
 import { FdLoop } from '../vhost/fd_loop.js';
 import { unixListen, unixAccept, recvWithFds, sendWithFds, shutdownSocket } from '../../native/socket.js';
 import { closeQuiet } from '../../native/libc.js';

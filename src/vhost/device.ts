@@ -1,15 +1,18 @@
 // The vhost-user back end for one controller socket: one front end (QEMU) at a time,
 // messages handled strictly in order, guest memory mapped here and handed to reactors.
 import { recvWithFds, sendWithFds, unixAccept, unixListen } from '../../native/socket.js';
-import { addSeals, closeQuiet, setNonBlocking, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate, mmap,
+import { addSeals, closeQuiet, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate, mmap,
   munmap } from '../../native/libc.js';
 import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';
 import * as P from './protocol.js';
-import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked, guardShrink } from './memory_table.js';
+import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked, guardShrink, guardRegion }
+  from './memory_table.js';
+import { GuardSlot, guardMapping, unguardMapping, installSigbusGuard, sigbusEventFd, checkLostMappings } from '../../native/sigbus.js';
 import { QueueInflight, VhostTarget, VringState } from './target.js';
 import { VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_RING_F_EVENT_IDX, bit } from '../virtio/constants.js';
 import { logger } from '../log.js';
+import { requireEventfd, requireSocket } from './fd_kind.js';
 import { unlinkSync, existsSync } from 'node:fs';
 
 const log = logger('vhost');
@@ -46,12 +49,14 @@ export class VhostUserDevice {
   vrings: VringState[];
   messages = 0;
   private closed = false;
+  /** Accepted front ends waiting for the connected one to go (not read from yet). */
+  private waiting: number[] = [];
   /** Counts accepted front ends: a reply goes only to the connection its request came from. */
   private connGen = 0;
   /** Resets of dropped front ends not done yet: a new front end's messages wait for them. */
   private pendingResets = 0;
   /** The inflight-tracking region shared with the front end (INFLIGHT_SHMFD). */
-  private inflight: { addr: number; size: number; numQueues: number; queueSize: number } | null = null;
+  private inflight: { addr: number; size: number; numQueues: number; queueSize: number; guard: GuardSlot | null } | null = null;
 
   constructor(readonly target: VhostTarget, readonly socketPath: string, private readonly loop: FdLoop) {
     this.vrings = Array.from({ length: target.maxQueues }, (_, i) => newVring(i));
@@ -61,6 +66,7 @@ export class VhostUserDevice {
     if (existsSync(this.socketPath)) unlinkSync(this.socketPath);
     this.listenFd = unixListen(this.socketPath);
     this.loop.watch(this.listenFd, () => this.onAccept());
+    watchSigbus(this.loop);
   }
 
   get connected(): boolean { return this.connFd >= 0; }
@@ -69,17 +75,26 @@ export class VhostUserDevice {
     for (;;) {
       const fd = unixAccept(this.listenFd);
       if (fd < 0) return;
-      if (this.connFd >= 0) {
-        log.warn(`${this.target.ctrlr}: refusing a second front end while one is connected`);
+      if (this.connFd < 0) { this.adopt(fd); continue; }
+      // one front end at a time; the next waits (unread) until this one has gone, as the
+      // previous one may just have closed without us having seen it yet
+      if (this.waiting.length >= MAX_WAITING) {
+        log.warn(`${this.target.ctrlr}: refusing a front end: one is connected and ${MAX_WAITING} more wait; ` +
+          'close the connections that are not in use');
         closeQuiet(fd);
         continue;
       }
-      this.connFd = fd;
-      this.connGen++;
-      this.rlen = 0;
-      log.notice(`${this.target.ctrlr}: front end connected`);
-      this.loop.watch(fd, () => this.onReadable());
+      this.waiting.push(fd);
+      log.info(`${this.target.ctrlr}: a front end waits until the connected one disconnects`);
     }
+  }
+
+  private adopt(fd: number): void {
+    this.connFd = fd;
+    this.connGen++;
+    this.rlen = 0;
+    log.notice(`${this.target.ctrlr}: front end connected`);
+    this.loop.watch(fd, () => this.onReadable());
   }
 
   private onReadable(): void {
@@ -162,7 +177,10 @@ export class VhostUserDevice {
     dv.setUint32(4, P.FLAG_VERSION | P.FLAG_REPLY, true);
     dv.setUint32(8, payload.length, true);
     out.set(payload, P.HDR_SIZE);
-    try { sendWithFds(this.connFd, out, fds); } catch (e) { this.disconnect(`reply failed: ${(e as Error).message}`); }
+    // never waits: a front end that stops reading its replies must not stall the control plane
+    try { sendWithFds(this.connFd, out, fds, 0); } catch (e) {
+      this.disconnect(`reply failed (${(e as Error).message}): the front end does not read its replies`);
+    }
   }
 
   private sendU64(req: number, v: bigint): void {
@@ -206,10 +224,10 @@ export class VhostUserDevice {
         return null;
       case P.REQ.SET_BACKEND_REQ_FD: {
         if (m.fds.length !== 1) throw new ProtocolError(`SET_BACKEND_REQ_FD carries ${m.fds.length} fds, expected 1`);
+        checkFd(() => requireSocket(m.fds[0], 'the backend request fd'));
         useFds();
         closeQuiet(this.backendFd);
         this.backendFd = m.fds[0];
-        try { setNonBlocking(this.backendFd); } catch { /* not a socket: sends will fail and say so */ }
         return null;
       }
       case P.REQ.RESET_OWNER:
@@ -311,6 +329,8 @@ export class VhostUserDevice {
         const nofd = (x & P.VRING_NOFD_MASK) !== 0;
         if (!nofd && m.fds.length !== 1) throw new ProtocolError(`expected one fd, got ${m.fds.length}`);
         if (nofd && m.fds.length !== 0) throw new ProtocolError('fds sent with the no-fd flag');
+        // only eventfds, made non-blocking: a signal to the guest must never block a reactor
+        if (!nofd) checkFd(() => requireEventfd(m.fds[0], `the ${P.REQ_NAMES[m.req].slice(10).toLowerCase()} fd of vring ${v.index}`));
         useFds();
         const fd = nofd ? -1 : m.fds[0];
         if (m.req === P.REQ.SET_VRING_ERR) { closeQuiet(v.errFd); v.errFd = fd; return null; }
@@ -403,11 +423,13 @@ export class VhostUserDevice {
 
   private setInflight(addr: number, size: number, numQueues: number, queueSize: number): void {
     this.dropInflight();
-    this.inflight = { addr, size, numQueues, queueSize };
+    const guard = guardMapping(addr, size, () => this.memoryLost(`the inflight region (${size} bytes)`));
+    this.inflight = { addr, size, numQueues, queueSize, guard };
     log.info(`${this.target.ctrlr}: requests are tracked in the front end's inflight region (${numQueues} queues of ${queueSize})`);
   }
 
   private dropInflight(): void {
+    unguardMapping(this.inflight?.guard ?? null);
     if (this.inflight) { try { munmap(this.inflight.addr, this.inflight.size); } catch { /* gone */ } }
     this.inflight = null;
   }
@@ -454,12 +476,21 @@ export class VhostUserDevice {
     const running = this.vrings.filter((v) => v.started);
     for (const v of running) await this.stopVring(v);
     const old = this.regions;
+    try {
+      for (const r of next) {
+        guardRegion(r, () => this.memoryLost(`guest memory region at gpa 0x${r.gpa.toString(16)} (${r.size} bytes)`));
+      }
+    } catch (e) {
+      for (const r of next) if (!old.includes(r)) unmapRegion(r);
+      throw e;
+    }
     this.regions = next;
     for (const r of old) if (!next.includes(r)) unmapRegion(r);
     if (!this.warnedShrink && next.some((r) => !r.shrinkProof)) {
       this.warnedShrink = true;
-      log.warn(`${this.target.ctrlr}: guest memory is a file that is not sealed against shrinking: if the front end ` +
-        'truncated it, vhostd would die of SIGBUS. Use memory-backend-memfd (sealed by default) where you can.');
+      log.warn(`${this.target.ctrlr}: guest memory is a file that is not sealed against shrinking (memory-backend-file, ` +
+        'hugetlbfs, or an unsealed memfd): if the front end truncates it, this device fails (the process survives). ' +
+        'Use memory-backend-memfd (sealed by default) where you can.');
     }
     for (const v of running) await this.maybeStart(v);
   }
@@ -501,12 +532,20 @@ export class VhostUserDevice {
     dv.setUint32(0, P.BACKEND_REQ.CONFIG_CHANGE_MSG, true);
     dv.setUint32(4, P.FLAG_VERSION, true);
     try {
-      sendWithFds(this.backendFd, out, []);
+      sendWithFds(this.backendFd, out, [], 0);
       return true;
     } catch (e) {
       log.warn(`${this.target.ctrlr}: cannot tell the front end about a config change: ${(e as Error).message}`);
       return false;
     }
+  }
+
+  /** A guarded mapping took a SIGBUS: it now reads zeros, and this front end is dropped. */
+  private memoryLost(what: string): void {
+    log.error(`${this.target.ctrlr}: ${what} lost its backing under vhostd's mapping (the front end truncated the file, ` +
+      'or its filesystem ran out of space): the region now reads as zeros; the front end is dropped. ' +
+      'Do not shrink guest memory files while a vhost-user back end uses them.');
+    this.disconnect('guest memory lost its backing (SIGBUS)');
   }
 
   /** Drops the front end: queues stop, memory is unmapped; the socket listens again. */
@@ -524,6 +563,9 @@ export class VhostUserDevice {
     // wait, or the reset would wipe what they negotiate
     this.pendingResets++;
     void this.afterIdle(async () => { try { await this.reset(); } finally { this.pendingResets--; } });
+    // the next waiting front end goes on now; its messages wait for the reset above
+    const next = this.closed ? undefined : this.waiting.shift();
+    if (next !== undefined) this.adopt(next);
   }
 
   private async afterIdle(f: () => Promise<void>): Promise<void> {
@@ -537,6 +579,8 @@ export class VhostUserDevice {
     if (this.closed) return;
     this.closed = true;
     this.disconnect('controller removed');
+    for (const fd of this.waiting) closeQuiet(fd);
+    this.waiting = [];
     if (this.listenFd >= 0) { this.loop.unwatch(this.listenFd); closeQuiet(this.listenFd); this.listenFd = -1; }
     try { unlinkSync(this.socketPath); } catch { /* gone */ }
     await this.afterIdle(async () => {});
@@ -556,6 +600,21 @@ export function checkInflightGeometry(numQueues: number, queueSize: number, maxQ
     throw new ProtocolError(`inflight region asked for queues of ${queueSize} entries: the size must be a power of two up to 32768`);
   }
 }
+
+function checkFd(f: () => void): void {
+  try { f(); } catch (e) { throw new ProtocolError((e as Error).message); }
+}
+
+/** The SIGBUS guard's eventfd is watched once per loop (one per process, but tests make more). */
+const sigbusWatched = new WeakSet<FdLoop>();
+function watchSigbus(loop: FdLoop): void {
+  if (sigbusWatched.has(loop) || installSigbusGuard() !== null) return;
+  sigbusWatched.add(loop);
+  loop.watch(sigbusEventFd(), () => checkLostMappings());
+}
+
+/** Front ends accepted while another is connected, kept waiting (more are refused). */
+const MAX_WAITING = 8;
 
 /** An error after which the connection cannot continue (malformed framing). */
 class FatalError extends ProtocolError {}

@@ -3,6 +3,7 @@
 import { fstatSync } from 'node:fs';
 import { mmap, munmap, closeQuiet, getSeals, addSeals, F_SEAL_SHRINK } from '../../native/libc.js';
 import { MemRegionSpec, MAX_ADDR } from '../memory/guest_memory.js';
+import { GuardSlot, guardMapping, installSigbusGuard, unguardMapping } from '../../native/sigbus.js';
 
 export interface MappedRegion extends MemRegionSpec {
   mmapOffset: number;
@@ -10,6 +11,8 @@ export interface MappedRegion extends MemRegionSpec {
   mapLen: number;
   /** The fd cannot shrink under the mapping (see guardShrink). */
   shrinkProof: boolean;
+  /** Its slot in the SIGBUS guard (native/sigbus.ts), once guarded. */
+  guard?: GuardSlot | null;
 }
 
 export class MemoryError extends Error {}
@@ -70,7 +73,24 @@ export function checkBacked(fd: number, len: number, what: string): void {
   if (len > size) throw new MemoryError(`${what} of ${len} bytes (offset included) is larger than its fd (${size} bytes)`);
 }
 
+/**
+ * Puts a region under the SIGBUS guard: if its file loses pages under the mapping, the region
+ * turns into zeroed memory and `onLost` runs on the main thread, instead of the process dying.
+ * Throws if the region is not sealed against shrinking and cannot be guarded.
+ */
+export function guardRegion(r: MappedRegion, onLost: () => void): void {
+  if (r.guard) return;
+  const why = installSigbusGuard();
+  r.guard = why ? null : guardMapping(r.mapAddr, r.mapLen, onLost);
+  if (!r.guard && !r.shrinkProof) {
+    throw new MemoryError(`guest memory region at gpa 0x${r.gpa.toString(16)} is a file that is not sealed against ` +
+      `shrinking, and ${why ?? 'the SIGBUS guard has no free slot'}: use memory-backend-memfd (sealed by default)`);
+  }
+}
+
 export function unmapRegion(r: MappedRegion): void {
+  unguardMapping(r.guard ?? null);
+  r.guard = null;
   try { munmap(r.mapAddr, r.mapLen); } catch { /* already gone */ }
 }
 

@@ -1,5 +1,6 @@
 // Reactor-side control operations for virtio-blk queues.
 import { registerOp, Reactor } from '../../src/reactor/reactor.js';
+import { closeBdevChannel, openBdevChannel } from '../../bdev/reactor_channels.js';
 import { BlkQueue, BlkQueueSpec } from './blk_queue.js';
 import { eventfdSignal } from '../../native/libc.js';
 
@@ -9,12 +10,12 @@ const key = (ctrlr: string, qid: number) => `${ctrlr}/${qid}`;
 registerOp('blk.startQueue', (r: Reactor, spec: BlkQueueSpec, reply) => {
   const k = key(spec.ctrlr, spec.qid);
   if (queues.has(k)) throw new Error(`queue ${spec.qid} of ${spec.ctrlr} is already running on reactor ${r.index}`);
-  const ch = r.openChannel(spec.bdev);
+  const ch = openBdevChannel(r, spec.bdev);
   let q: BlkQueue;
   try {
     q = new BlkQueue(spec, ch);
   } catch (e) {
-    r.closeChannel(spec.bdev.name);
+    closeBdevChannel(r, spec.bdev.name);
     throw e;
   }
   q.onBroken = (bq, why) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
@@ -35,7 +36,7 @@ registerOp('blk.stopQueue', (r: Reactor, a: { ctrlr: string; qid: number }, repl
     if (q.vq.signalPending) q.vq.signalNow(); // an interrupt coalescing held back: the guest gets it
     queues.delete(k);
     r.removePoller(q);
-    r.closeChannel(q.spec.bdev.name);
+    closeBdevChannel(r, q.spec.bdev.name);
     reply({ lastAvail: q.lastAvail, counters: q.counters });
   };
   if (q.vq.broken !== null || q.inFlight === 0) { q.flushUsed(); done(); return; }

@@ -1,5 +1,6 @@
 // Reactor-side control operations of emulated NVMe controllers (vfio-user).
 import { registerOp, Reactor } from '../../src/reactor/reactor.js';
+import { closeBdevChannel, openBdevChannel } from '../../bdev/reactor_channels.js';
 import { MemRegionSpec } from '../../src/memory/guest_memory.js';
 import { NvmeCtrlr, NvmeCtrlrSpec, NvmeNsSpec, NsNotice } from './nvme_ctrlr.js';
 
@@ -10,7 +11,7 @@ function get(name: string): NvmeCtrlr | undefined { return ctrlrs.get(name); }
 function release(r: Reactor, c: NvmeCtrlr): void {
   ctrlrs.delete(c.spec.ctrlr);
   r.removePoller(c);
-  for (const ns of c.namespaces()) r.closeChannel(ns.spec.bdev.name);
+  for (const ns of c.namespaces()) closeBdevChannel(r, ns.spec.bdev.name);
   c.destroy();
 }
 
@@ -20,9 +21,9 @@ registerOp('nvme.enable', (r: Reactor, spec: NvmeCtrlrSpec, reply) => {
   const opened: string[] = [];
   let c: NvmeCtrlr;
   try {
-    c = new NvmeCtrlr(spec, (s) => { const ch = r.openChannel(s); opened.push(s.name); return ch; });
+    c = new NvmeCtrlr(spec, (s) => { const ch = openBdevChannel(r, s); opened.push(s.name); return ch; });
   } catch (e) {
-    for (const n of opened) r.closeChannel(n);
+    for (const n of opened) closeBdevChannel(r, n);
     throw e;
   }
   c.onFatal = (why) => r.emit('nvmeFatal', { ctrlr: spec.ctrlr, why });
@@ -59,7 +60,7 @@ registerOp('nvme.msix', (_r: Reactor, a: { ctrlr: string; fds: number[] }, reply
 
 registerOp('nvme.addNs', (r: Reactor, a: { ctrlr: string; ns: NvmeNsSpec }, reply) => {
   const c = get(a.ctrlr);
-  if (c) c.addNs(a.ns, (s) => r.openChannel(s));
+  if (c) c.addNs(a.ns, (s) => openBdevChannel(r, s));
   reply(null);
 });
 

@@ -12,7 +12,12 @@ import { NvmeDevice, NvmeNamespace } from './nvme_device.js';
 import { MAX_NS } from './nvme_defs.js';
 import type { NsNotice } from './nvme_ctrlr.js';
 import { logger } from '../../src/log.js';
-import { SocketPathError } from '../../src/socket_file.js';
+import { SocketPathError } from '../../src/framework/socket_file.js';
+
+// The NVMe target's part of the app context (absent in tools that run without reactors).
+declare module '../../src/framework/app_context.js' {
+  interface AppContext { readonly nvmf?: NvmfManager }
+}
 
 const log = logger('nvmf');
 

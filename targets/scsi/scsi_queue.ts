@@ -24,7 +24,7 @@ import { BdevChannelSpec } from '../../bdev/types.js';
 import { Poller } from '../../src/reactor/poller.js';
 import { eventfdDrain, view } from '../../native/libc.js';
 import { InflightRegion, inflightQueueBytes } from '../../src/virtio/inflight.js';
-import { DataDir, executeScsi, LunInfo, ScsiLun, ScsiTask, ScsiTaskSink } from './scsi/index.js';
+import { blockIoDone, DataDir, executeScsi, LunInfo, ScsiLun, ScsiTask, ScsiTaskSink } from './scsi/index.js';
 import * as V from './virtio_scsi.js';
 
 /** A target as the control plane describes it to a reactor (LUN 0 only). */
@@ -237,7 +237,7 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
     super('q', spec, V.SCSI_CHAIN_SEGS);
     const n = this.vq.size;
     this.tasks = [];
-    for (let i = 0; i < n; i++) this.tasks.push(new ScsiTask(this, i, this.segs));
+    for (let i = 0; i < n; i++) this.tasks.push(new ScsiTask(this, i, this.segs, blockIoDone));
     this.busy = new Uint8Array(n);
     this.tgt = new Int8Array(n);
     this.respSeg = new Int32Array(n);

@@ -2,6 +2,7 @@
 // each, with this reactor's bdev channel), events and the control queue's view of the
 // request queues.
 import { registerOp, Reactor } from '../../src/reactor/reactor.js';
+import { closeBdevChannel, openBdevChannel } from '../../bdev/reactor_channels.js';
 import { eventfdSignal } from '../../native/libc.js';
 import { ScsiLun } from './scsi/index.js';
 import { ScsiControlQueue, ScsiCtrlState, ScsiEventQueue, ScsiQueueSpec, ScsiRequestQueue,
@@ -30,11 +31,11 @@ function addLun(r: Reactor, st: ScsiCtrlState, t: ScsiTargetSpec): void {
   const cur = st.luns[t.target];
   if (cur !== null && st.gens[t.target] === t.gen) return;
   if (cur !== null) dropLun(r, st, t.target);
-  const ch = r.openChannel(t.bdev);
+  const ch = openBdevChannel(r, t.bdev);
   try {
     st.luns[t.target] = new ScsiLun(t.lun, ch);
   } catch (e) {
-    r.closeChannel(t.bdev.name);
+    closeBdevChannel(r, t.bdev.name);
     throw e;
   }
   st.gens[t.target] = t.gen;
@@ -46,7 +47,7 @@ function dropLun(r: Reactor, st: ScsiCtrlState, t: number): void {
   lun.remove();
   st.luns[t] = null;
   st.gens[t] = 0;
-  r.closeChannel(lun.info.bdevName);
+  closeBdevChannel(r, lun.info.bdevName);
 }
 
 function stateFor(r: Reactor, ctrlr: string, targets: ScsiTargetSpec[]): ScsiCtrlState {

@@ -181,7 +181,7 @@ export function connectFresh(path: string, timeoutMs: number): VhostUserClient {
     let c: VhostUserClient | null = null;
     try {
       c = new VhostUserClient(path, timeoutMs);
-      // GET_FEATURES proves the target took this connection (it closes a second front end at once)
+      // GET_FEATURES proves the target took this connection (a second front end waits for the first to go)
       c.callU64(P.REQ.GET_FEATURES);
       return c;
     } catch (e) {

@@ -19,7 +19,7 @@ describe('control-plane bdev I/O on reactors', () => {
     const { CtrlIo } = await load('bdev/ctrl_io.js');
     M = (await load('bdev/malloc/malloc.js')).MallocBdev;
     F = (await load('bdev/file/file.js')).FileBdev;
-    pool = await ReactorPool.start([0], { idleSleepMs: 1 });
+    pool = await ReactorPool.start([0], { idleSleepMs: 1, worker: pathToFileURL(join(DIST, 'src/reactor_main.js')) });
     reg = new BdevRegistry();
     io = new CtrlIo();
     io.attach(pool, reg);

@@ -285,7 +285,14 @@ describe('the controller socket path', () => {
     expect(statSync(stale).isSocket()).toBe(true);
     expect(await ok(sock(), 'vhost_create_blk_controller', { ctrlr: 'stale.0', dev_name: 'M1' })).toBe(true);
     await new Promise<void>((res, rej) => { const c = net.connect(stale, () => { c.destroy(); res(); }); c.on('error', rej); });
-    await ok(sock(), 'vhost_delete_controller', { ctrlr: 'stale.0' });
+    // the daemon sees our close a moment later: until then the controller is busy (-16)
+    for (let i = 0; ; i++) {
+      const r = await rpc(sock(), 'vhost_delete_controller', { ctrlr: 'stale.0' });
+      if (!r.error) break;
+      expect(r.error.code).toBe(-16);
+      if (i === 50) throw new Error(`vhost_delete_controller still refused after 5 s: ${r.error.message}`);
+      await new Promise((w) => setTimeout(w, 100));
+    }
 
     const live = join(dir, 'live.0');
     const other = net.createServer();

@@ -10,9 +10,10 @@ import { BdevRegistry, BdevError } from '../../bdev/registry.js';
 import { ERRNO } from '../../native/errors.js';
 import { IoStatus, IoType } from '../../bdev/types.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
-import { registerBdevMethods } from '../../src/rpc/methods/bdev.js';
+import '../../src/modules.js';
+import { registerModuleMethods } from '../../src/framework/module.js';
 import { toRpcError } from '../../src/rpc/errors.js';
-import type { AppContext } from '../../src/app.js';
+import type { AppContext } from '../../src/framework/app_context.js';
 import { setLogSink } from '../../src/log.js';
 import { Guest, Sink, mkIo, run, openFileChannel, pattern, directDir, sparseFile, loopDevice, detachLoop } from './bdev_file_helpers.js';
 
@@ -278,7 +279,7 @@ describe('a 4K-sector file system', () => {
 
 describe('RPC: bdev_uring_* and bdev_aio_*', () => {
   const reg = new MethodRegistry();
-  registerBdevMethods(reg);   // includes the file methods
+  registerModuleMethods(reg);   // includes the file methods
   const bdevs = new BdevRegistry();
   const ctx = { bdevs, state: 'running', reactors: { cpus: [0], describe: () => ({}) }, subsystems: [] } as unknown as AppContext;
   const call = (m: string, p?: unknown) => reg.invoke(m, p, ctx);

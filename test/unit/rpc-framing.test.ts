@@ -6,8 +6,9 @@ import { RpcError } from '../../src/rpc/errors.js';
 import { MethodRegistry } from '../../src/rpc/registry.js';
 import { BdevRegistry } from '../../bdev/registry.js';
 import { NullBdev } from '../../bdev/null/null.js';
-import { registerBdevMethods } from '../../src/rpc/methods/bdev.js';
-import type { AppContext } from '../../src/app.js';
+import '../../src/modules.js';
+import { registerModuleMethods } from '../../src/framework/module.js';
+import type { AppContext } from '../../src/framework/app_context.js';
 
 const feed = (s: JsonSplitter, ...parts: string[]) => parts.flatMap((p) => {
   const r = s.push(Buffer.from(p));
@@ -143,7 +144,7 @@ describe('MethodRegistry', () => {
 
   it('refuses to delete a claimed bdev with -16 (EBUSY)', async () => {
     const reg = new MethodRegistry();
-    registerBdevMethods(reg);
+    registerModuleMethods(reg);
     const c = ctx('running');
     c.bdevs.register(new NullBdev({ name: 'N0', num_blocks: 8, block_size: 512 }));
     c.bdevs.claim('N0', 'vhost.0');

@@ -8,7 +8,7 @@
 // blockIoDone).
 import type { BdevIo } from '../../../bdev/bdev_io.js';
 import { IoStatus, IoType } from '../../../bdev/types.js';
-import { Asc, MAX_UNMAP_DESCRIPTORS, MAX_UNMAP_LBA_COUNT, MAX_WRITE_SAME_BLOCKS, Op, SenseKey,
+import { Asc, Job, WS_SEGS, MAX_UNMAP_DESCRIPTORS, MAX_UNMAP_LBA_COUNT, MAX_WRITE_SAME_BLOCKS, Op, SenseKey,
   Status } from './constants.js';
 import { be16, be32, be64 } from './cdb.js';
 import { clipSegments, dataInCapacity, dataOutIsZero, dataOutLength, gatherOut, unclip } from './data.js';
@@ -16,11 +16,7 @@ import { checkCondition, checkConditionInfo, invalidCdbField, invalidParamField 
 import type { ScsiLun } from './lun.js';
 import type { ScsiTask } from './task.js';
 
-/** Segments the WRITE SAME pattern path may use to repeat its one block. */
-export const WS_SEGS = 32;
-
-/** What the task's bdev I/O sequence is doing. */
-export const Job = { NONE: 0, RW: 1, FLUSH: 2, UNMAP: 3, WS_ZERO: 4, WS_PATTERN: 5 } as const;
+export { Job, WS_SEGS } from './constants.js';
 
 const desc = new Uint8Array(16);
 
@@ -67,7 +63,7 @@ function ioError(t: ScsiTask, io: BdevIo): void {
   }
 }
 
-/** The task's BdevIo finished (called through ScsiTask.onBdevIoDone). */
+/** The task's BdevIo finished: the transport passes this to each ScsiTask it creates. */
 export function blockIoDone(t: ScsiTask, io: BdevIo): void {
   t.ioBusy = false;
   const st = io.status;

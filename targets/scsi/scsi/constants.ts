@@ -105,3 +105,9 @@ export const PRODUCT_REVISION = '0001';
  * this is the one SPDK puts in its NAA designators (00-03-47). LunInfo.naaCompanyId overrides it.
  */
 export const DEFAULT_NAA_COMPANY_ID = 0x000347;
+
+/** Segments the WRITE SAME pattern path may use to repeat its one block. */
+export const WS_SEGS = 32;
+
+/** What a task's bdev I/O sequence is doing (block.ts). */
+export const Job = { NONE: 0, RW: 1, FLUSH: 2, UNMAP: 3, WS_ZERO: 4, WS_PATTERN: 5 } as const;

@@ -4,7 +4,7 @@
 //   const lun = new ScsiLun(info: LunInfo, channel: BdevChannel | null)
 //       One per LUN per reactor. lun.remove() (or lun.removed = true) makes it answer
 //       as an absent LUN; lun.wce / lun.rcd hold the caching mode page.
-//   const task = new ScsiTask(sink: ScsiTaskSink, tag: number, segs: SegmentTable)
+//   const task = new ScsiTask(sink: ScsiTaskSink, tag: number, segs: SegmentTable, blockIoDone)
 //       Preallocated by the transport, one per in-flight command, reused. Per command set:
 //         task.loadCdb(src, off, len)         copy of the CDB (cdbLen = len)
 //         task.setData(mem, segs, segBase, nseg, transferLen, DataDir.X)
@@ -32,6 +32,7 @@
 //     GOOD, with the residual set (as SPDK does).
 export { executeScsi } from './execute.js';
 export { ScsiTask } from './task.js';
+export { blockIoDone } from './block.js';
 export type { ScsiTaskSink } from './task.js';
 export { ScsiLun, naaFromUuid } from './lun.js';
 export type { LunInfo } from './lun.js';

@@ -3,14 +3,16 @@
 // the block commands drive. Nothing here is allocated per command.
 import { BdevIo, BdevIoSink, SegmentTable } from '../../../bdev/bdev_io.js';
 import type { GuestMemory } from '../../../src/memory/guest_memory.js';
-import { CDB_MAX, DataDir, SENSE_MAX, Status } from './constants.js';
+import { CDB_MAX, DataDir, Job, SENSE_MAX, Status, WS_SEGS } from './constants.js';
 import type { ScsiLun } from './lun.js';
-import { blockIoDone, Job, WS_SEGS } from './block.js';
 
 export interface ScsiTaskSink {
   /** Called exactly once per executeScsi, possibly before executeScsi returns. */
   onScsiTaskDone(task: ScsiTask): void;
 }
+
+/** Runs when the task's bdev I/O completes: the block commands' state machine (blockIoDone in block.ts). */
+export type TaskIoDone = (t: ScsiTask, io: BdevIo) => void;
 
 export class ScsiTask implements BdevIoSink {
   // ---- inputs, set by the transport before executeScsi --------------------------
@@ -81,8 +83,11 @@ export class ScsiTask implements BdevIoSink {
   clipIdx = -1;
   clipLen = 0;
 
-  constructor(sink: ScsiTaskSink, tag: number, segs: SegmentTable) {
+  private readonly ioDone: TaskIoDone;
+
+  constructor(sink: ScsiTaskSink, tag: number, segs: SegmentTable, ioDone: TaskIoDone) {
     this.sink = sink;
+    this.ioDone = ioDone;
     this.tag = tag;
     this.segs = segs;
     this.io = new BdevIo(this, tag, segs);
@@ -108,5 +113,5 @@ export class ScsiTask implements BdevIoSink {
     this.dir = dir;
   }
 
-  onBdevIoDone(io: BdevIo): void { blockIoDone(this, io); }
+  onBdevIoDone(io: BdevIo): void { this.ioDone(this, io); }
 }

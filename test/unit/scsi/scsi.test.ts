@@ -8,7 +8,7 @@ import { MallocChannel } from '../../../bdev/malloc/malloc_channel.js';
 import { NullChannel } from '../../../bdev/null/null_channel.js';
 import { createStats, S, SLOT_DOUBLES } from '../../../bdev/stats.js';
 import { BdevChannelSpec, IoStatus } from '../../../bdev/types.js';
-import { DataDir, executeScsi, LunInfo, ScsiLun, ScsiTask, ScsiTaskSink } from '../../../targets/scsi/scsi/index.js';
+import { blockIoDone, DataDir, executeScsi, LunInfo, ScsiLun, ScsiTask, ScsiTaskSink } from '../../../targets/scsi/scsi/index.js';
 
 export const UUID = '12345678-9abc-4def-8123-456789abcdef';
 
@@ -88,7 +88,7 @@ export function start(lun: ScsiLun | null, cdb: number[], g: Guest | null, segs:
   dir: number = DataDir.NONE, cdbLen = cdb.length, task?: ScsiTask, sink?: Sink): Run {
   const table = task?.segs ?? new SegmentTable(64);
   sink ??= new Sink();
-  task ??= new ScsiTask(sink, 7, table);
+  task ??= new ScsiTask(sink, 7, table, blockIoDone);
   const base = 3; // not at 0, to catch segBase mistakes
   let total = 0;
   segs.forEach(([r, o, l], i) => { table.region[base + i] = r; table.off[base + i] = o; table.len[base + i] = l; total += l; });
@@ -756,7 +756,7 @@ describe('bad input and absent LUNs', () => {
 
   it('reuses one task for many commands without leaking state', () => {
     const sink = new Sink();
-    const task = new ScsiTask(sink, 1, new SegmentTable(8));
+    const task = new ScsiTask(sink, 1, new SegmentTable(8), blockIoDone);
     start(lun, [Op.READ_10, 0, ...be32(5000), 0, ...be16(1), 0], g, [[0, 0, 512]], IN, 10, task, sink);
     expect(task.status).toBe(Status.CHECK_CONDITION);
     start(lun, [Op.READ_10, 0, ...be32(0), 0, ...be16(1), 0], g, [[0, 0, 512]], IN, 10, task, sink);

@@ -1,12 +1,13 @@
 // delay bdevs: bdev_delay_create, bdev_delay_delete, bdev_delay_update_latency (SPDK names,
 // params and results; latencies in microseconds).
-import type { AppContext } from '../../app.js';
-import { BdevError } from '../../../bdev/registry.js';
-import { DelayBdev } from '../../../bdev/delay/delay.js';
-import { LATENCY_TYPES } from '../../../bdev/delay/latency.js';
-import { MethodRegistry } from '../registry.js';
-import { RpcCode, RpcError, invalidParams } from '../errors.js';
-import { Params } from '../params.js';
+import type { AppContext } from '../../src/framework/app_context.js';
+import { BdevError } from '../registry.js';
+import { DelayBdev } from './delay.js';
+import { LATENCY_TYPES } from './latency.js';
+import { registerModule } from '../../src/framework/module.js';
+import { MethodRegistry } from '../../src/rpc/registry.js';
+import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
+import { Params } from '../../src/rpc/params.js';
 
 const us = (desc: string) => ({ type: 'int', required: true, min: 0, desc }) as const;
 
@@ -69,3 +70,5 @@ export function registerBdevDelayMethods(reg: MethodRegistry): void {
     return true;
   }, { help: 'Change one latency of a delay bdev; I/Os completing from now on use it' });
 }
+
+registerModule({ name: 'bdev_delay', subsystem: 'bdev', rpc: registerBdevDelayMethods });

@@ -1,6 +1,6 @@
 // bdev_get_bdevs and bdev_get_iostat result objects, in SPDK's field layout.
-import type { Bdev } from '../../../bdev/bdev.js';
-import { S, SLOT_DOUBLES, sumStats } from '../../../bdev/stats.js';
+import type { Bdev } from './bdev.js';
+import { S, SLOT_DOUBLES, sumStats } from './stats.js';
 
 const IO_TYPES = ['read', 'write', 'unmap', 'flush', 'reset', 'nvme_admin', 'nvme_io', 'nvme_io_md', 'write_zeroes',
   'zcopy', 'get_zone_info', 'zone_management', 'zone_append', 'compare', 'compare_and_write', 'abort', 'seek_hole',

@@ -1,11 +1,10 @@
 // nvmf methods (SPDK names and parameters) for emulated NVMe controllers over vfio-user,
 // and the "nvmf" save_config subsystem.
-import type { AppContext } from '../../app.js';
-import type { SubsystemEntry } from '../../subsystems.js';
-import { MethodRegistry } from '../registry.js';
-import { RpcCode, RpcError, invalidParams } from '../errors.js';
-import { NvmfError, NvmfManager } from '../../../targets/nvme/nvmf_manager.js';
-import { ReactorPool } from '../../reactor/pool.js';
+import type { AppContext } from '../../src/framework/app_context.js';
+import { registerModule, registerSubsystem } from '../../src/framework/module.js';
+import { MethodRegistry } from '../../src/rpc/registry.js';
+import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
+import { NvmfError, NvmfManager } from './nvmf_manager.js';
 
 const codes: Record<NvmfError['code'], number> = {
   exists: RpcCode.EEXIST, not_found: RpcCode.ENODEV, busy: RpcCode.EBUSY, invalid: RpcCode.EINVAL, unsupported: RpcCode.EINVAL,
@@ -25,7 +24,7 @@ function str(o: Record<string, unknown>, k: string, where: string, required = tr
   return v;
 }
 
-export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager): void {
+export function registerNvmfMethods(rpc: MethodRegistry): void {
   rpc.register('nvmf_create_transport', {
     trtype: { type: 'string', required: true, desc: 'VFIOUSER' },
     // SPDK's VFIOUSER options (lib/nvmf/vfio_user.c), same names and defaults. The doorbell
@@ -64,7 +63,7 @@ export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager
     disable_command_passthru: { type: 'bool' },
     kas: { type: 'int', min: 0 },
     min_kato: { type: 'int', min: 0 },
-  }, (p) => wrap(() => { nvmf().createTransport(p); return true; }), { help: 'Create the VFIOUSER transport' });
+  }, (p, ctx) => wrap(() => { nvmfOf(ctx).createTransport(p); return true; }), { help: 'Create the VFIOUSER transport' });
 
   rpc.register('nvmf_create_subsystem', {
     nqn: { type: 'string', required: true },
@@ -72,12 +71,12 @@ export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager
     model_number: { type: 'string' },
     allow_any_host: { type: 'bool' },
     max_namespaces: { type: 'int', min: 0, max: 32 },
-  }, (p) => wrap(() => { nvmf().createSubsystem(p); return true; }), { help: 'Create an NVMe subsystem' });
+  }, (p, ctx) => wrap(() => { nvmfOf(ctx).createSubsystem(p); return true; }), { help: 'Create an NVMe subsystem' });
 
   rpc.register('nvmf_subsystem_add_ns', {
     nqn: { type: 'string', required: true },
     namespace: { type: 'object', required: true, desc: '{bdev_name, nsid?}' },
-  }, (p) => {
+  }, (p, ctx) => {
     const ns = p.namespace;
     for (const k of Object.keys(ns)) {
       if (!['bdev_name', 'nsid', 'uuid', 'nguid', 'eui64', 'ptpl_file', 'anagrpid', 'no_auto_visible', 'hide_metadata'].includes(k)) {
@@ -91,7 +90,7 @@ export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager
     const bdev = str(ns, 'bdev_name', 'namespace')!;
     const nsid = ns.nsid;
     if (nsid !== undefined && (typeof nsid !== 'number' || !Number.isInteger(nsid) || nsid < 0)) throw invalidParams('namespace: nsid must be a non-negative integer');
-    return wrap(() => nvmf().addNamespace(p.nqn, { bdev_name: bdev, nsid: nsid as number | undefined }));
+    return wrap(() => nvmfOf(ctx).addNamespace(p.nqn, { bdev_name: bdev, nsid: nsid as number | undefined }));
   }, { help: 'Add a namespace (a bdev) to a subsystem; returns its nsid' });
 
   rpc.register('nvmf_subsystem_add_listener', {
@@ -99,51 +98,28 @@ export function registerNvmfMethods(rpc: MethodRegistry, nvmf: () => NvmfManager
     listen_address: { type: 'object', required: true, desc: '{trtype: VFIOUSER, traddr: DIR, trsvcid: "0"}' },
     secure_channel: { type: 'bool', desc: 'TLS for TCP: rpc.py always sends it; only false is accepted' },
     tgt_name: { type: 'string' },
-  }, (p) => {
+  }, (p, ctx) => {
     if (p.secure_channel) throw invalidParams('secure_channel is a TCP (TLS) option: not supported for VFIOUSER listeners');
     const a = p.listen_address;
     const trtype = str(a, 'trtype', 'listen_address')!, traddr = str(a, 'traddr', 'listen_address')!;
     const trsvcid = str(a, 'trsvcid', 'listen_address', false), adrfam = str(a, 'adrfam', 'listen_address', false);
-    return wrap(() => { nvmf().addListener(p.nqn, { trtype, traddr, trsvcid, adrfam }); return true; });
+    return wrap(() => { nvmfOf(ctx).addListener(p.nqn, { trtype, traddr, trsvcid, adrfam }); return true; });
   }, { help: 'Add a listener (VFIOUSER: socket DIR/cntrl) to a subsystem' });
 
   rpc.register('nvmf_get_subsystems', {
     nqn: { type: 'string' },
-  }, (p) => wrap(() => nvmf().list(p.nqn)), { help: 'List NVMe subsystems, with vfio-user controller state and counters' });
+  }, (p, ctx) => wrap(() => nvmfOf(ctx).list(p.nqn)), { help: 'List NVMe subsystems, with vfio-user controller state and counters' });
 
   rpc.register('nvmf_delete_subsystem', {
     nqn: { type: 'string', required: true },
-  }, (p) => wrap(async () => { await nvmf().deleteSubsystem(p.nqn); return true; }), { help: 'Delete an NVMe subsystem' });
+  }, (p, ctx) => wrap(async () => { await nvmfOf(ctx).deleteSubsystem(p.nqn); return true; }), { help: 'Delete an NVMe subsystem' });
 }
 
-const managers = new WeakMap<AppContext, NvmfManager>();
-
-/** The process's NvmfManager (created on first use; needs the reactor pool). */
-export function nvmfOf(ctx: AppContext): NvmfManager {
-  let m = managers.get(ctx);
-  if (!m) {
-    if (!(ctx.reactors instanceof ReactorPool)) throw new RpcError(RpcCode.INTERNAL_ERROR, 'nvmf targets need reactors: not available in this process');
-    const mgr = new NvmfManager(ctx.reactors, ctx.bdevs);
-    m = mgr;
-    managers.set(ctx, mgr);
-    // The App's shutdown does not know this manager yet (see the report: one line in App.stopAll
-    // would do it): watch for the stopping state and close the sockets, controllers and fd loop,
-    // whose pending epoll wait would otherwise keep the process alive.
-    const t = setInterval(() => {
-      if (ctx.state !== 'stopping') return;
-      clearInterval(t);
-      void mgr.closeAll().catch(() => { /* reactors may be gone already */ });
-    }, 100);
-    t.unref();
-  }
-  return m;
+/** The process's NvmfManager (absent in tools that run without reactors). */
+function nvmfOf(ctx: AppContext): NvmfManager {
+  if (!ctx.nvmf) throw new RpcError(RpcCode.INTERNAL_ERROR, 'nvmf targets need reactors: not available in this process');
+  return ctx.nvmf;
 }
 
-export const nvmfSubsystem: SubsystemEntry = {
-  name: 'nvmf',
-  create: (ctx) => ({
-    name: 'nvmf', dependsOn: ['bdev'],
-    configCalls: () => (managers.get(ctx)?.configCalls() ?? []),
-  }),
-  register: (rpc, ctx) => registerNvmfMethods(rpc, () => nvmfOf(ctx)),
-};
+registerSubsystem({ name: 'nvmf', dependsOn: ['bdev'], configCalls: (ctx) => ctx.nvmf?.configCalls() ?? [] });
+registerModule({ name: 'nvmf', subsystem: 'nvmf', rpc: registerNvmfMethods });

@@ -1,7 +1,11 @@
 // The process-wide context that RPC methods, config loading and the CLI act on.
-import { BdevRegistry } from '../bdev/registry.js';
-import { ConfigCall } from '../bdev/bdev.js';
-import type { VhostManager } from './vhost/manager.js';
+// The framework declares what it owns; each higher layer adds its part to AppContext with
+// a `declare module` block next to its own code (bdev/registry.ts: bdevs,
+// targets/vhost/vhost_manager.ts: vhost, targets/nvme/nvmf_manager.ts: nvmf), so no lower
+// layer names a higher one.
+
+/** One RPC call of a saved configuration (save_config, -c, --config-file). */
+export interface ConfigCall { method: string; params: Record<string, unknown> }
 
 /** A group of RPC-created objects that save_config writes out (SPDK "subsystem"). */
 export interface Subsystem {
@@ -21,11 +25,8 @@ export type AppState = 'waiting_for_rpc' | 'running' | 'stopping';
 
 export interface AppContext {
   readonly version: string;
-  readonly bdevs: BdevRegistry;
   readonly reactors: ReactorsView;
   readonly subsystems: Subsystem[];
-  /** vhost controllers (absent in tools that run without reactors). */
-  readonly vhost?: VhostManager;
   state: AppState;
   /** Finishes start-up after --wait-for-rpc (framework_start_init). */
   startInit(): Promise<void>;

@@ -1,7 +1,7 @@
 // Controller sockets (vhost-user, vfio-user): what may be replaced at the path before listen,
 // and the owner/group/mode every controller socket gets after it (--socket-owner, --socket-mode).
 import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
-import { probeUnixSocket } from '../native/socket_probe.js';
+import { probeUnixSocket } from '../../native/socket_probe.js';
 
 export class SocketPathError extends Error {
   constructor(readonly code: 'exists' | 'busy' | 'invalid', message: string) { super(message); this.name = 'SocketPathError'; }

@@ -2,20 +2,25 @@
 // directory they live in (SPDK's -S).
 import { join } from 'node:path';
 import { existsSync, statSync } from 'node:fs';
-import { FdLoop } from './fd_loop.js';
-import { VhostUserDevice } from './device.js';
-import { ReactorPool } from '../reactor/pool.js';
+import { FdLoop } from '../../src/vhost/fd_loop.js';
+import { VhostUserDevice } from '../../src/vhost/device.js';
+import { ReactorPool } from '../../src/reactor/pool.js';
 import { BdevRegistry } from '../../bdev/registry.js';
-import { BlkController } from '../../targets/blk/blk_controller.js';
-import { ScsiController } from '../../targets/scsi/scsi_controller.js';
-import { SCSI_MAX_TARGETS } from '../../targets/scsi/virtio_scsi.js';
-import { parseCpumask, formatCpumask } from '../cpumask.js';
-import { logger } from '../log.js';
+import { BlkController } from '../blk/blk_controller.js';
+import { ScsiController } from '../scsi/scsi_controller.js';
+import { SCSI_MAX_TARGETS } from '../scsi/virtio_scsi.js';
+import { parseCpumask, formatCpumask } from '../../src/cpumask.js';
+import { logger } from '../../src/log.js';
 import { ConfigCall } from '../../bdev/bdev.js';
-import { COALESCING_CHECK_MS } from '../virtio/split_queue.js';
-import { applySocketAccess, prepareSocketPath, SocketPathError } from '../socket_file.js';
+import { COALESCING_CHECK_MS } from '../../src/virtio/split_queue.js';
+import { applySocketAccess, prepareSocketPath, SocketPathError } from '../../src/framework/socket_file.js';
 
 const log = logger('vhost');
+
+// The vhost targets' part of the app context (absent in tools that run without reactors).
+declare module '../../src/framework/app_context.js' {
+  interface AppContext { readonly vhost?: VhostManager }
+}
 
 export class VhostError extends Error {
   constructor(readonly code: 'exists' | 'not_found' | 'busy' | 'invalid', message: string) { super(message); }

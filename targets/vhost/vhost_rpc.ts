@@ -1,7 +1,10 @@
-// vhost controller methods, with SPDK's names and parameters.
-import { MethodRegistry } from '../registry.js';
-import { RpcCode, RpcError } from '../errors.js';
-import { VhostError, VhostManager } from '../../vhost/manager.js';
+// vhost controller methods, with SPDK's names and parameters, and the vhost_blk and
+// vhost_scsi save_config subsystems.
+import type { AppContext } from '../../src/framework/app_context.js';
+import { registerModule, registerSubsystem } from '../../src/framework/module.js';
+import { MethodRegistry } from '../../src/rpc/registry.js';
+import { RpcCode, RpcError } from '../../src/rpc/errors.js';
+import { VhostError, VhostManager } from './vhost_manager.js';
 
 const codes: Record<VhostError['code'], number> = {
   exists: RpcCode.EEXIST, not_found: RpcCode.ENODEV, busy: RpcCode.EBUSY, invalid: RpcCode.EINVAL,
@@ -14,6 +17,12 @@ function wrap<T>(f: () => T): T {
   }
 }
 
+/** The process's vhost controllers (absent in tools that run without reactors). */
+function vhostOf(ctx: AppContext): VhostManager {
+  if (!ctx.vhost) throw new Error('vhost controllers are not available in this process');
+  return ctx.vhost;
+}
+
 async function wrapAsync<T>(f: () => Promise<T>): Promise<T> {
   try { return await f(); } catch (e) {
     if (e instanceof VhostError) throw new RpcError(codes[e.code], e.message);
@@ -21,7 +30,7 @@ async function wrapAsync<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
-export function registerVhostMethods(rpc: MethodRegistry, vhost: () => VhostManager): void {
+export function registerVhostMethods(rpc: MethodRegistry): void {
   rpc.register('vhost_create_blk_controller', {
     ctrlr: { type: 'string', required: true, desc: 'controller name, also the socket file name' },
     dev_name: { type: 'string', required: true, desc: 'bdev to serve' },
@@ -30,16 +39,16 @@ export function registerVhostMethods(rpc: MethodRegistry, vhost: () => VhostMana
     packed_ring: { type: 'bool' },
     packed_ring_recovery: { type: 'bool' },
     transport: { type: 'string', choices: ['vhost_user_blk'] },
-  }, (p) => { wrap(() => vhost().createBlk(p)); return true; }, { help: 'Create a vhost-user-blk controller' });
+  }, (p, ctx) => { wrap(() => vhostOf(ctx).createBlk(p)); return true; }, { help: 'Create a vhost-user-blk controller' });
 
   rpc.register('vhost_get_controllers', {
     name: { type: 'string', desc: 'controller name' },
-  }, (p) => wrap(() => vhost().list(p.name)), { help: 'List vhost controllers' });
+  }, (p, ctx) => wrap(() => vhostOf(ctx).list(p.name)), { help: 'List vhost controllers' });
 
   rpc.register('vhost_delete_controller', {
     ctrlr: { type: 'string', required: true },
-  }, async (p) => {
-    try { await vhost().remove(p.ctrlr); } catch (e) {
+  }, async (p, ctx) => {
+    try { await vhostOf(ctx).remove(p.ctrlr); } catch (e) {
       if (e instanceof VhostError) throw new RpcError(codes[e.code], e.message);
       throw e;
     }
@@ -50,35 +59,40 @@ export function registerVhostMethods(rpc: MethodRegistry, vhost: () => VhostMana
     ctrlr: { type: 'string', required: true },
     delay_base_us: { type: 'int', required: true, min: 0, max: 1_000_000 },
     iops_threshold: { type: 'int', required: true, min: 0 },
-  }, async (p) => {
-    await wrapAsync(() => vhost().setCoalescing(p.ctrlr, { delayBaseUs: p.delay_base_us, iopsThreshold: p.iops_threshold }));
+  }, async (p, ctx) => {
+    await wrapAsync(() => vhostOf(ctx).setCoalescing(p.ctrlr, { delayBaseUs: p.delay_base_us, iopsThreshold: p.iops_threshold }));
     return true;
   },
   { help: 'Set interrupt coalescing of a controller' });
 }
 
 /** vhost-user-scsi controller methods (the vhost_scsi subsystem), with SPDK's names and parameters. */
-export function registerVhostScsiMethods(rpc: MethodRegistry, vhost: () => VhostManager): void {
+export function registerVhostScsiMethods(rpc: MethodRegistry): void {
   rpc.register('vhost_create_scsi_controller', {
     ctrlr: { type: 'string', required: true, desc: 'controller name, also the socket file name' },
     cpumask: { type: 'string', desc: 'reactors for the queues, e.g. 0x3 or [0,1]' },
     delay: { type: 'bool', desc: 'create the socket only on vhost_start_scsi_controller' },
-  }, (p) => { wrap(() => vhost().createScsi(p)); return true; }, { help: 'Create a vhost-user-scsi controller' });
+  }, (p, ctx) => { wrap(() => vhostOf(ctx).createScsi(p)); return true; }, { help: 'Create a vhost-user-scsi controller' });
 
   rpc.register('vhost_start_scsi_controller', {
     ctrlr: { type: 'string', required: true },
-  }, (p) => { wrap(() => vhost().startScsi(p.ctrlr)); return true; }, { help: 'Start a vhost-user-scsi controller created with delay' });
+  }, (p, ctx) => { wrap(() => vhostOf(ctx).startScsi(p.ctrlr)); return true; }, { help: 'Start a vhost-user-scsi controller created with delay' });
 
   rpc.register('vhost_scsi_controller_add_target', {
     ctrlr: { type: 'string', required: true },
     scsi_target_num: { type: 'int', required: true, min: -1, max: 7, desc: 'target number 0-7, or -1 for the first free one' },
     bdev_name: { type: 'string', required: true },
-  }, (p) => wrapAsync(() => vhost().scsiAddTarget(p.ctrlr, p.scsi_target_num, p.bdev_name)),
+  }, (p, ctx) => wrapAsync(() => vhostOf(ctx).scsiAddTarget(p.ctrlr, p.scsi_target_num, p.bdev_name)),
   { help: 'Add a target (LUN 0 = the bdev) to a vhost-user-scsi controller; returns its number' });
 
   rpc.register('vhost_scsi_controller_remove_target', {
     ctrlr: { type: 'string', required: true },
     scsi_target_num: { type: 'int', required: true, min: 0, max: 7 },
-  }, async (p) => { await wrapAsync(() => vhost().scsiRemoveTarget(p.ctrlr, p.scsi_target_num)); return true; },
+  }, async (p, ctx) => { await wrapAsync(() => vhostOf(ctx).scsiRemoveTarget(p.ctrlr, p.scsi_target_num)); return true; },
   { help: 'Remove a target from a vhost-user-scsi controller' });
 }
+
+registerSubsystem({ name: 'vhost_blk', dependsOn: ['bdev'], configCalls: (ctx) => (ctx.vhost ? ctx.vhost.configCalls('blk') : []) });
+registerSubsystem({ name: 'vhost_scsi', dependsOn: ['bdev'], configCalls: (ctx) => (ctx.vhost ? ctx.vhost.configCalls('scsi') : []) });
+registerModule({ name: 'vhost_blk', subsystem: 'vhost_blk', rpc: registerVhostMethods });
+registerModule({ name: 'vhost_scsi', subsystem: 'vhost_scsi', rpc: registerVhostScsiMethods });

@@ -1,8 +1,8 @@
 // framework_enable_cpumask_locks / framework_disable_cpumask_locks (SPDK's names): release the
 // reactor CPU locks so another instance may start on them, or take them back.
-import { MethodRegistry } from '../registry.js';
-import { RpcCode, RpcError } from '../errors.js';
-import { CpuLockError } from '../../startup/cpu_locks.js';
+import { MethodRegistry } from '../rpc/registry.js';
+import { RpcCode, RpcError } from '../rpc/errors.js';
+import { CpuLockError } from './cpu_locks.js';
 
 export interface CpuLockControl { enableCpuLocks(): void; disableCpuLocks(): void }
 

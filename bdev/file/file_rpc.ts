@@ -1,12 +1,13 @@
 // File and block-device bdevs: bdev_uring_* and bdev_aio_* (SPDK v25.05 names, params and
 // results). Both serve the file through bdev/file (io_uring, else Linux AIO, else sync).
-import type { AppContext } from '../../app.js';
-import type { Bdev } from '../../../bdev/bdev.js';
-import { BdevError } from '../../../bdev/registry.js';
-import { FileBdev, FileBdevError, FileModule } from '../../../bdev/file/file.js';
-import { MethodRegistry } from '../registry.js';
-import { RpcCode, RpcError, invalidParams } from '../errors.js';
-import { Params } from '../params.js';
+import type { AppContext } from '../../src/framework/app_context.js';
+import type { Bdev } from '../bdev.js';
+import { BdevError } from '../registry.js';
+import { FileBdev, FileBdevError, FileModule } from './file.js';
+import { registerModule } from '../../src/framework/module.js';
+import { MethodRegistry } from '../../src/rpc/registry.js';
+import { RpcCode, RpcError, invalidParams } from '../../src/rpc/errors.js';
+import { Params } from '../../src/rpc/params.js';
 
 const U32 = 0xffffffff;
 
@@ -101,3 +102,5 @@ export function registerBdevFileMethods(reg: MethodRegistry): void {
   reg.register('bdev_aio_rescan', { name: { type: 'string', required: true } }, (p, ctx) => rescan(ctx, p.name, 'aio'),
     { help: 'Pick up a new size of the file or block device behind an aio bdev' });
 }
+
+registerModule({ name: 'bdev_file', subsystem: 'bdev', rpc: registerBdevFileMethods });

@@ -1,8 +1,8 @@
 // Framework methods: version, method list, reactors, subsystems/config, init and shutdown.
-import type { AppContext } from '../../app.js';
-import { MethodRegistry, STARTUP_AND_RUNTIME } from '../registry.js';
-import { RpcError, RpcCode, invalidParams } from '../errors.js';
-import { orderSubsystems, saveConfig } from '../../config/save.js';
+import type { AppContext } from './framework/app_context.js';
+import { MethodRegistry, STARTUP_AND_RUNTIME } from './rpc/registry.js';
+import { RpcError, RpcCode, invalidParams } from './rpc/errors.js';
+import { orderSubsystems, saveConfig } from './config/save.js';
 
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGTERM: 15, SIGQUIT: 3, SIGHUP: 1, SIGKILL: 9, SIGUSR1: 10 };
 

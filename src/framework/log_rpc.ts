@@ -1,7 +1,7 @@
 // log_* methods over src/log.ts, with SPDK's level names.
-import { getLogFlags, getLogLevel, Level, setLogFlag, setLogLevel } from '../../log.js';
-import { MethodRegistry, STARTUP_AND_RUNTIME } from '../registry.js';
-import { invalidParams } from '../errors.js';
+import { getLogFlags, getLogLevel, Level, setLogFlag, setLogLevel } from '../log.js';
+import { MethodRegistry, STARTUP_AND_RUNTIME } from '../rpc/registry.js';
+import { invalidParams } from '../rpc/errors.js';
 
 const SPDK_LEVELS: Record<string, Level> = { ERROR: 'error', WARNING: 'warn', NOTICE: 'notice', INFO: 'info', DEBUG: 'debug' };
 const toSpdk = (l: Level) => Object.keys(SPDK_LEVELS).find((k) => SPDK_LEVELS[k] === l) ?? 'NOTICE';

@@ -1,0 +1,25 @@
+// A reactor's bdev channels: one per bdev per reactor, shared by every queue on the reactor
+// that serves the bdev, polled by the reactor when the module completes asynchronously.
+import type { Reactor, ReactorChannel } from '../src/reactor/reactor.js';
+import type { Poller } from '../src/reactor/poller.js';
+import type { BdevChannelSpec } from './types.js';
+import { BdevChannel, openChannel } from './channel.js';
+
+class BdevReactorChannel implements ReactorChannel {
+  readonly poller: Poller | null;
+  constructor(readonly ch: BdevChannel, name: string) {
+    if (ch.poll === BdevChannel.prototype.poll) { this.poller = null; return; }
+    const fds = ch.wakeFds();
+    this.poller = { name: `bdev:${name}`, poll: () => ch.poll(), wakeFds: () => fds,
+      armInterrupt: () => ch.canSleep(), disarmInterrupt: () => {} };
+  }
+  destroy(): void { this.ch.destroy(); }
+}
+
+/** Opens (or shares) reactor `r`'s channel to a bdev. */
+export function openBdevChannel(r: Reactor, spec: BdevChannelSpec): BdevChannel {
+  return r.getChannel(`bdev:${spec.name}`, () => new BdevReactorChannel(openChannel(spec, r.index), spec.name)).ch;
+}
+
+/** Releases one use of reactor `r`'s channel to bdev `name`. */
+export function closeBdevChannel(r: Reactor, name: string): void { r.putChannel(`bdev:${name}`); }
