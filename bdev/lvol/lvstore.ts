@@ -283,7 +283,16 @@ export class LvolStore {
             if (p < 0) throw new BdevError('invalid', `lvstore '${this.name}' ran out of clusters`);
             taken.push(p);
             map[i] = p + 1;
-            if (clear !== 'none') await ctrlIo.writeZeroes(this.base, this.clusterOffset(p), this.clusterSize);
+          }
+          // old data of the clusters must not show through: zeroed in runs of adjacent clusters
+          if (clear !== 'none') {
+            const sorted = [...taken].sort((a, b) => a - b);
+            for (let k = 0; k < sorted.length;) {
+              let e = k + 1;
+              while (e < sorted.length && sorted[e] === sorted[e - 1] + 1) e++;
+              await ctrlIo.writeZeroes(this.base, this.clusterOffset(sorted[k]), (e - k) * this.clusterSize);
+              k = e;
+            }
           }
         }
         const lvTmp = { ...d, map: map.buffer as SharedArrayBuffer } as Lvol;
