@@ -41,6 +41,7 @@ export class LvolBdev extends Bdev {
     const d: LvolChannelData = {
       base: lvs.base.channelSpec(), uuid: this.lvol.uuid, alloc: lvs.alloc.buffer as SharedArrayBuffer,
       dataClusters: lvs.dataClusters, clusterBlocks: lvs.clusterBlocks, dataBlock: lvs.dataStart / lvs.blockSize,
+      baseZeroes: lvs.base.ioTypes.has('write_zeroes'),
       state: lvs.stateOf(this.lvol),
     };
     return d as unknown as Record<string, unknown>;

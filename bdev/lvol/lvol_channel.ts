@@ -6,8 +6,9 @@
 //  - write to an allocated cluster: straight through;
 //  - first write to a cluster: claim the map entry (compareExchange 0 → MAP_BUSY; any other
 //    writer of that cluster waits), take a free cluster from the shared allocator, write the
-//    data (a partial write copies the rest of the cluster from the parent chain, or zeroes,
-//    through a bounce buffer: copy-on-write), then write the map block under its lock, and only
+//    data (a partial write copies the rest of the cluster from the parent chain through a bounce
+//    buffer: copy-on-write; without a parent the rest is zeroed with WRITE_ZEROES on the base, or
+//    through the bounce buffer if the base has none), then write the map block under its lock, and only
 //    then publish the entry and complete the guest's write. A crash before the map block write
 //    leaves the cluster unreferenced, hence free at the next load; no acknowledged write is lost.
 // Waiting pieces (entry busy, map block locked by another thread, no bounce buffer) are parked
@@ -27,7 +28,8 @@ const BOUNCES = 4;
 const INITIAL_CONTEXTS = 32;
 
 // phases of a context; IO = a child I/O is in flight, `after` is the phase its completion leads to
-const START = 0, IO = 1, WAIT_ENTRY = 2, NEW_CLUSTER = 3, COW_WRITE = 4, WAIT_LOCK = 5, MAP_DONE = 6, PIECE_DONE = 7, DONE = 8;
+const START = 0, IO = 1, WAIT_ENTRY = 2, NEW_CLUSTER = 3, COW_WRITE = 4, WAIT_LOCK = 5, MAP_DONE = 6, PIECE_DONE = 7, DONE = 8,
+  ZERO_TAIL = 9, NEW_DATA = 10;
 
 /** A state's typed views, made once per state (not per I/O). */
 class StateViews {
@@ -119,6 +121,8 @@ class LvolCtx implements BdevIoSink {
         case WAIT_ENTRY: if (!this.write()) return; break;
         case NEW_CLUSTER: if (!this.newCluster()) return; break;
         case COW_WRITE: this.cowWrite(); return;
+        case ZERO_TAIL: if (!this.zeroTail()) return; break;
+        case NEW_DATA: this.newData(); return;
         case WAIT_LOCK: this.writeMap(); return;
         case MAP_DONE: {
           const st = this.st;
@@ -240,6 +244,13 @@ class LvolCtx implements BdevIoSink {
       this.submit(c, WAIT_LOCK);
       return false;
     }
+    if (ch.baseZeroes && this.source(false) < 0) {
+      // nothing to copy: zero the rest of the cluster on the base (cheap there), then write the data
+      const first = ch.dataBlock + this.newPhys * ch.clusterBlocks;
+      if (this.cOff > 0) { this.zeroAux(first, this.cOff); this.submit(this.aux, ZERO_TAIL); return false; }
+      this.phase = ZERO_TAIL;
+      return true;
+    }
     this.bounce = ch.takeBounce();
     if (this.bounce === null) { this.park(NEW_CLUSTER); return false; }
     const src = this.source(false);
@@ -249,6 +260,31 @@ class LvolCtx implements BdevIoSink {
     a.type = IoType.READ; a.offsetBlocks = ch.dataBlock + src * ch.clusterBlocks; a.numBlocks = ch.clusterBlocks;
     this.submit(a, COW_WRITE);
     return false;
+  }
+
+  private zeroAux(offsetBlocks: number, numBlocks: number): void {
+    const a = this.aux;
+    a.type = IoType.WRITE_ZEROES; a.offsetBlocks = offsetBlocks; a.numBlocks = numBlocks;
+    a.mem = null; a.nseg = 0; a.bytes = 0; a.mayUnmap = false;
+  }
+
+  /** After the head of a new cluster was zeroed: its tail. */
+  private zeroTail(): boolean {
+    const ch = this.ch, end = this.cOff + this.pBlocks;
+    if (end < ch.clusterBlocks) {
+      this.zeroAux(ch.dataBlock + this.newPhys * ch.clusterBlocks + end, ch.clusterBlocks - end);
+      this.submit(this.aux, NEW_DATA);
+      return false;
+    }
+    this.phase = NEW_DATA;
+    return true;
+  }
+
+  /** The guest's data into the zeroed new cluster. */
+  private newData(): void {
+    const ch = this.ch, c = this.child;
+    c.type = IoType.WRITE; c.offsetBlocks = ch.dataBlock + this.newPhys * ch.clusterBlocks + this.cOff; c.numBlocks = this.pBlocks;
+    this.submit(c, WAIT_LOCK);
   }
 
   private pointAux(mem: GuestMemory, bytes: number): void {
@@ -332,6 +368,8 @@ export class LvolChannel extends BdevChannel {
   readonly clusterBytes: number;
   readonly dataBlock: number;
   readonly entriesPerBlock: number;
+  /** The base has WRITE_ZEROES: a partial first write without a parent zeroes the rest there. */
+  readonly baseZeroes: boolean;
   views: StateViews;
   private readonly uuid: string;
   private readonly ctxs: LvolCtx[] = [];
@@ -354,6 +392,7 @@ export class LvolChannel extends BdevChannel {
     this.clusterBytes = d.clusterBlocks * spec.blockSize;
     this.dataBlock = d.dataBlock;
     this.entriesPerBlock = spec.blockSize / 4;
+    this.baseZeroes = d.baseZeroes;
     this.views = new StateViews(d.state);
     for (let i = 0; i < INITIAL_CONTEXTS; i++) this.newCtx();
     let set = live.get(this.uuid);

@@ -96,5 +96,7 @@ export interface LvolChannelData {
   clusterBlocks: number;
   /** Base block of physical cluster 0. */
   dataBlock: number;
+  /** The base bdev supports WRITE_ZEROES. */
+  baseZeroes: boolean;
   state: LvolState;
 }
