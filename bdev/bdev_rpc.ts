@@ -67,10 +67,10 @@ export function registerBdevMethods(reg: MethodRegistry): void {
 }
 
 function bdevConfigCalls(ctx: AppContext): ConfigCall[] {
-  const calls = ctx.bdevs.list().map((b) => b.configCall());
-  const own = calls.filter((c): c is ConfigCall => c !== null);
-  // bdevs found by examine (lvols) are not written: as SPDK, wait for them before the consumers
-  return own.length < calls.length ? [...own, { method: 'bdev_wait_for_examine', params: {} }] : own;
+  const bdevs = ctx.bdevs.list();
+  const calls = bdevs.flatMap((b) => b.configCall() ?? []);
+  // bdevs that examine finds (lvols) are not written: as SPDK, wait for them before their consumers
+  return bdevs.some((b) => b.examined) ? [...calls, { method: 'bdev_wait_for_examine', params: {} }] : calls;
 }
 
 registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: bdevConfigCalls });

@@ -22,6 +22,7 @@ export interface LvolRef { readonly uuid: string; readonly name: string; readonl
 
 export class LvolBdev extends Bdev {
   readonly module = 'lvol';
+  override readonly examined = true;
 
   constructor(readonly lvs: LvolHost, readonly lvol: LvolRef) {
     super({ name: lvol.uuid, uuid: lvol.uuid, blockSize: lvs.blockSize, numBlocks: lvol.clusters * lvs.clusterBlocks,
