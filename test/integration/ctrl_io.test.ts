@@ -26,9 +26,10 @@ describe('control-plane bdev I/O on reactors', () => {
     dir = mkdtempSync('/var/tmp/vhostd-ctrlio-');
   });
   afterAll(async () => {
-    for (const b of reg?.list() ?? []) await reg.unregister(b.name);
-    await pool?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      for (const b of reg?.list() ?? []) await reg.unregister(b.name);
+      await pool?.stop();
+    } finally { if (dir) rmSync(dir, { recursive: true, force: true }); }
   });
 
   const pattern = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
