@@ -1,6 +1,6 @@
 // The bdev layer's generic methods (bdev_get_bdevs, iostat) and the "bdev" save_config
 // subsystem: every bdev writes the call that recreates it (Bdev.configCall).
-import type { AppContext } from '../src/framework/app_context.js';
+import type { AppContext, ConfigCall } from '../src/framework/app_context.js';
 import { registerModule, registerSubsystem } from '../src/framework/module.js';
 import type { Bdev } from './bdev.js';
 import { resetStats } from './stats.js';
@@ -63,11 +63,17 @@ export function registerBdevMethods(reg: MethodRegistry): void {
     return true;
   });
 
-  // SPDK writes this at the end of every bdev config; nothing to wait for here
-  reg.register('bdev_wait_for_examine', {}, () => true);
+  // SPDK writes this at the end of every bdev config: bdevs found on others (lvols) exist after it
+  reg.register('bdev_wait_for_examine', {}, async (_p, ctx) => { await ctx.bdevs.waitForExamine(); return true; });
 }
 
-// module-level objects (rbd clusters) come before the bdevs that use them
-registerSubsystem({ name: 'bdev', dependsOn: [],
-  configCalls: (ctx) => [...moduleConfigCalls(), ...ctx.bdevs.list().flatMap((b) => b.configCall() ?? [])] });
+function bdevConfigCalls(ctx: AppContext): ConfigCall[] {
+  const bdevs = ctx.bdevs.list();
+  // module-level objects (rbd clusters) come before the bdevs that use them
+  const calls = [...moduleConfigCalls(), ...bdevs.flatMap((b) => b.configCall() ?? [])];
+  // bdevs that examine finds (lvols) are not written: as SPDK, wait for them before their consumers
+  return bdevs.some((b) => b.examined) ? [...calls, { method: 'bdev_wait_for_examine', params: {} }] : calls;
+}
+
+registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: bdevConfigCalls });
 registerModule({ name: 'bdev', subsystem: 'bdev', rpc: registerBdevMethods });

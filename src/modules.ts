@@ -11,5 +11,6 @@ import '../bdev/rbd/rbd_rpc.js';
 import '../bdev/nvme/nvme_rpc.js';
 import './vfio_user/nvme_transport.js';
 import '../bdev/nvme/transport_pcie.js';
+import '../bdev/lvol/lvol_rpc.js';
 import '../targets/vhost/vhost_rpc.js';
 import '../targets/nvme/nvmf_rpc.js';

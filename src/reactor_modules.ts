@@ -10,3 +10,5 @@ import '../targets/nvme/nvme_reactor.js';
 import '../bdev/delay/delay_channel.js';
 import '../bdev/rbd/rbd_channel.js';
 import '../bdev/nvme/nvme_channel.js';
+import '../bdev/ctrl_io_reactor.js';
+import '../bdev/lvol/lvol_channel.js';
