@@ -31,6 +31,8 @@ export abstract class Bdev {
   /** The size in blocks as every reactor channel sees it (see setNumBlocks). */
   private readonly sizeCell = new Float64Array(new SharedArrayBuffer(8));
   private readonly resizeListeners = new Set<(b: Bdev, oldBlocks: number) => void>();
+  /** Found on another bdev by examine (lvols): save_config then ends the bdev config with bdev_wait_for_examine. */
+  readonly examined: boolean = false;
   /** Name of the owner holding an exclusive claim (e.g. a vhost controller), if any. */
   claimedBy: string | null = null;
   abstract readonly module: string;
@@ -71,7 +73,10 @@ export abstract class Bdev {
 
   /** Module data a reactor needs to open a channel (addresses, fds, flags). */
   protected abstract channelData(): Record<string, unknown>;
-  /** The RPC call that recreates this bdev (for save_config); null when another bdev's call does (NVMe namespaces). */
+  /**
+   * The RPC call that recreates this bdev (for save_config); null when another bdev's call does
+   * (NVMe namespaces) or when examine finds it again (lvols: see `examined`).
+   */
   abstract configCall(): ConfigCall | null;
   /** driver_specific section of bdev_get_bdevs, if any. */
   driverSpecific(): Record<string, unknown> | undefined { return undefined; }

@@ -7,7 +7,8 @@ const IO_TYPES = ['read', 'write', 'unmap', 'flush', 'reset', 'nvme_admin', 'nvm
   'zcopy', 'get_zone_info', 'zone_management', 'zone_append', 'compare', 'compare_and_write', 'abort', 'seek_hole',
   'seek_data', 'copy', 'nvme_iov_md'] as const;
 
-const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk', aio: 'AIO disk', uring: 'URING bdev', delay: 'delay', nvme: 'NVMe disk' };
+const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk', aio: 'AIO disk', uring: 'URING bdev', delay: 'delay', nvme: 'NVMe disk',
+  rbd: 'Ceph Rbd Disk', lvol: 'Logical Volume' };
 
 export function bdevInfo(b: Bdev): Record<string, unknown> {
   const supported: Record<string, boolean> = {};

@@ -6,7 +6,7 @@ import { BdevIo, BdevIoSink, SegmentTable } from './bdev_io.js';
 import { BdevChannelSpec, IoStatus } from './types.js';
 import { GuestMemory } from '../src/memory/guest_memory.js';
 import type { BdevChannel } from './channel.js';
-import { openBdevChannel, closeBdevChannel } from './reactor_channels.js';
+import { closeBdevChannel, openBdevChannel } from './reactor_channels.js';
 
 interface IoArgs { bdev: BdevChannelSpec; type: number; offsetBlocks: number; numBlocks: number; hva: number; size: number; bytes: number }
 
@@ -19,6 +19,20 @@ function closeNow(r: Reactor, name: string): void {
   closeBdevChannel(r, name);
 }
 
+/** Closes after the current poll round: a completion runs inside the channel's own poll(), which must not destroy it. */
+function closeLater(r: Reactor, name: string, entry: Open): void {
+  const p = {
+    name: `ctrlio-close:${name}`,
+    poll: () => {
+      r.removePoller(p);
+      if (entry.closing && entry.inflight === 0 && channels.get(name) === entry) closeNow(r, name);
+      return 1;
+    },
+    wakeFds: () => [], armInterrupt: () => false, disarmInterrupt: () => {},
+  };
+  r.addPoller(p);
+}
+
 registerOp('ctrlio.io', (r: Reactor, a: IoArgs, reply) => {
   let o = channels.get(a.bdev.name);
   if (!o) { o = { ch: openBdevChannel(r, a.bdev), inflight: 0, closing: false }; channels.set(a.bdev.name, o); }
@@ -27,7 +41,7 @@ registerOp('ctrlio.io', (r: Reactor, a: IoArgs, reply) => {
   const sink: BdevIoSink = {
     onBdevIoDone: (io) => {
       entry.inflight--;
-      if (entry.closing && entry.inflight === 0 && channels.get(a.bdev.name) === entry) closeNow(r, a.bdev.name);
+      if (entry.closing && entry.inflight === 0) closeLater(r, a.bdev.name, entry);
       reply(io.status);
     },
   };

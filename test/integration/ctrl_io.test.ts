@@ -19,16 +19,17 @@ describe('control-plane bdev I/O on reactors', () => {
     const { CtrlIo } = await load('bdev/ctrl_io.js');
     M = (await load('bdev/malloc/malloc.js')).MallocBdev;
     F = (await load('bdev/file/file.js')).FileBdev;
-    pool = await ReactorPool.start([0], { worker: pathToFileURL(join(DIST, 'src/reactor_main.js')), idleSleepMs: 1 });
+    pool = await ReactorPool.start([0], { idleSleepMs: 1, worker: pathToFileURL(join(DIST, 'src/reactor_main.js')) });
     reg = new BdevRegistry();
     io = new CtrlIo();
     io.attach(pool, reg);
     dir = mkdtempSync('/var/tmp/vhostd-ctrlio-');
   });
   afterAll(async () => {
-    for (const b of reg?.list() ?? []) await reg.unregister(b.name);
-    await pool?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      for (const b of reg?.list() ?? []) await reg.unregister(b.name);
+      await pool?.stop();
+    } finally { if (dir) rmSync(dir, { recursive: true, force: true }); }
   });
 
   const pattern = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);

@@ -11,7 +11,7 @@ import { libc } from '../../native/koffi.js';
 import { closeQuiet, eventfd, eventfdDrain, EFD_CLOEXEC, F_GETFL, O_NONBLOCK, raw, memfdCreate, MFD_CLOEXEC, mmap, munmap, view,
   ftruncate } from '../../native/libc.js';
 import { unixConnect, sendWithFds, recvWithFds } from '../../native/socket.js';
-import { VfioUserClient } from '../../bench/lib/vfio_user_client.js';
+import { VfioUserClient } from '../../src/vfio_user/client.js';
 import { NvmeInitiator } from '../../bench/lib/nvme_initiator.js';
 import * as P from '../../src/vfio_user/protocol.js';
 import { startDaemon, ok, Daemon } from './daemon.js';
