@@ -52,7 +52,8 @@ class Job {
   copied = 0;
   zero = 0;
   error?: string;
-  constructor(readonly id: number, readonly bdev: Bdev, readonly filename: string, format?: ImageFormat) {
+  constructor(readonly id: number, readonly bdev: Bdev, readonly filename: string, format?: ImageFormat,
+    readonly skipZeroes = false) {
     this.format = format ?? 'auto';
   }
 
@@ -82,7 +83,12 @@ export class ImageImporter {
   static claimOwner(id: number): string { return `image import ${id}`; }
 
   /** Starts importing `filename` into bdev `name`; returns the operation id at once. */
-  start(bdevs: BdevRegistry, name: string, filename: string, format?: ImageFormat): number {
+  /**
+   * `skipZeroes`: the bdev reads zeros wherever nothing was written (a new thin lvol), so all-zero
+   * parts are not written at all and it stays thin. Otherwise they are WRITE_ZEROES (or zero writes
+   * on a bdev without it, such as an lvol, which then allocates them).
+   */
+  start(bdevs: BdevRegistry, name: string, filename: string, format?: ImageFormat, skipZeroes = false): number {
     const bdev = bdevs.get(name);
     if (bdev.claimedBy) {
       throw new BdevError('claimed', `bdev '${bdev.name}' is in use by ${bdev.claimedBy}: an image can only be imported into ` +
@@ -98,7 +104,7 @@ export class ImageImporter {
     if (!this.io.attached) throw new BdevError('invalid', 'image import needs the reactors: not available in this process');
     const id = this.nextId++;
     bdevs.claim(bdev.name, ImageImporter.claimOwner(id));
-    const job = new Job(id, bdev, path, format);
+    const job = new Job(id, bdev, path, format, skipZeroes);
     this.jobs.set(id, job);
     this.running++;
     void this.run(job).then(() => {
@@ -186,6 +192,7 @@ export class ImageImporter {
       let e = g + 1;
       while (e < ngran && flags[e] === z) e++;
       const a = g * GRANULE, b = Math.min(e * GRANULE, length);
+      if (z && job.skipZeroes) { job.zero += b - a; g = e; continue; }
       writes.push(z ? this.io.writeZeroes(job.bdev, off + a, b - a).then(() => { job.zero += b - a; })
         : this.io.write(job.bdev, off + a, data.subarray(a, b)).then(() => { job.copied += b - a; }));
       g = e;

@@ -12,11 +12,12 @@ const startSchema = {
   name: { type: 'string', required: true, desc: 'bdev to write the image into (not in use by a controller)' },
   filename: { type: 'string', required: true, desc: 'path of a raw or qcow2 image file' },
   format: { type: 'string', choices: ['raw', 'qcow2'], desc: 'image format; default: qcow2 if the file has its magic, else raw' },
+  skip_zeroes: { type: 'bool', desc: 'do not write all-zero parts: only for a bdev that reads zeros where never written (a new thin lvol)' },
 } as const;
 
 export function registerImportMethods(reg: MethodRegistry): void {
   reg.register('bdev_import_image', startSchema, (p: Params<typeof startSchema>, ctx) => {
-    const id = imageImporter.start(ctx.bdevs, p.name, p.filename, p.format as ImageFormat | undefined);
+    const id = imageImporter.start(ctx.bdevs, p.name, p.filename, p.format as ImageFormat | undefined, p.skip_zeroes ?? false);
     return { operation_id: id };
   }, { help: 'Copy a raw or qcow2 image into a bdev in the background; returns an operation_id (see bdev_get_import_jobs)' });
 

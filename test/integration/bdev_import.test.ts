@@ -94,6 +94,19 @@ describe.skipIf(!hasQemuImg)('bdev_import_image through the daemon', () => {
     await ok(d.sock, 'bdev_uring_delete', { name: 'Tcli' });
   }, 120_000);
 
+  it('imports into a thin lvol; with skip_zeroes the holes allocate no clusters', async () => {
+    await ok(d.sock, 'bdev_malloc_create', { name: 'LvBase', num_blocks: 64 * 2048, block_size: 512 });
+    await ok(d.sock, 'bdev_lvol_create_lvstore', { bdev_name: 'LvBase', lvs_name: 'imp', cluster_sz: MIB });
+    await ok(d.sock, 'bdev_lvol_create', { lvs_name: 'imp', lvol_name: 'disk', size_in_mib: 24, thin_provision: true });
+    const { operation_id } = await ok(d.sock, 'bdev_import_image', { name: 'imp/disk', filename: join(dir, 'comp.qcow2'), skip_zeroes: true });
+    const j = await waitJob(d.sock, operation_id);
+    expect(j).toMatchObject({ state: 'complete', progress: 100, total_bytes: 24 * MIB });
+    const [lv] = await ok(d.sock, 'bdev_lvol_get_lvols', { lvs_name: 'imp' });
+    // 8 data islands of ~300 KB, each in at most 2 of the 24 one-MiB clusters
+    expect(lv.num_allocated_clusters).toBeGreaterThanOrEqual(8);
+    expect(lv.num_allocated_clusters).toBeLessThanOrEqual(16);
+  }, 120_000);
+
   it('refuses bad images and targets with clear errors; the daemon keeps serving', async () => {
     await target('Tbad', 24);
     await ok(d.sock, 'bdev_malloc_create', { name: 'Small', num_blocks: 2048, block_size: 512 });

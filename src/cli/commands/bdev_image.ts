@@ -55,11 +55,13 @@ export const imageCommands: CommandSpec[] = [
     { name: 'name', flags: ['-b', '--name'], required: true, help: 'bdev to import into (not used by a controller)' },
     { name: 'filename', flags: ['-f', '--filename'], required: true, help: 'image file (path as the daemon sees it)' },
     { name: 'format', flags: ['--format'], choices: ['raw', 'qcow2'], help: 'image format (default: detected)' },
+    { name: 'skip_zeroes', flags: ['--skip-zeroes'], type: 'bool', help: 'do not write all-zero parts (a new thin lvol stays thin)' },
     { name: 'no_wait', flags: ['--no-wait'], type: 'bool', param: false, help: 'return the operation_id at once' },
     { name: 'quiet', flags: ['-q', '--quiet'], type: 'bool', param: false, help: 'no progress bar' },
   ], run: (c, a) => {
     const params: Record<string, unknown> = { name: a.name, filename: a.filename };
     if (a.format !== undefined) params.format = a.format;
+    if (a.skip_zeroes) params.skip_zeroes = true;
     return a.no_wait ? c.call('bdev_import_image', params) : importImage(c, params, a.quiet === true);
   } },
   { name: 'bdev_get_import_jobs', help: 'Show image imports: state, progress, errors', args: [
