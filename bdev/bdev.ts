@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { BdevChannelSpec, IoTypeName } from './types.js';
 import { createStats, MAX_REACTORS } from './stats.js';
+import { createQosState } from './qos/qos_bucket.js';
 
 import type { ConfigCall } from '../src/framework/app_context.js';
 export type { ConfigCall };
@@ -25,6 +26,8 @@ export abstract class Bdev {
   readonly ioTypes: ReadonlySet<IoTypeName>;
   readonly maxIoBlocks: number;
   readonly stats: SharedArrayBuffer = createStats(MAX_REACTORS);
+  /** QoS rate limits, shared with every channel (bdev_set_qos_limit; see qos/qos.ts). */
+  readonly qos: SharedArrayBuffer = createQosState();
   /** The size in blocks as every reactor channel sees it (see setNumBlocks). */
   private readonly sizeCell = new Float64Array(new SharedArrayBuffer(8));
   private readonly resizeListeners = new Set<(b: Bdev, oldBlocks: number) => void>();
@@ -47,7 +50,7 @@ export abstract class Bdev {
   channelSpec(): BdevChannelSpec {
     return {
       name: this.name, module: this.module, blockSize: this.blockSize, numBlocks: this.numBlocks,
-      size: this.sizeCell.buffer as SharedArrayBuffer, stats: this.stats, maxIoBlocks: this.maxIoBlocks, data: this.channelData(),
+      size: this.sizeCell.buffer as SharedArrayBuffer, qos: this.qos, stats: this.stats, maxIoBlocks: this.maxIoBlocks, data: this.channelData(),
     };
   }
 

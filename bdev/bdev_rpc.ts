@@ -8,6 +8,7 @@ import { MethodRegistry } from '../src/rpc/registry.js';
 import { RpcCode, RpcError } from '../src/rpc/errors.js';
 import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev_info.js';
 import { moduleConfigCalls } from './module_config.js';
+import { qosConfigCalls } from './qos/qos.js';
 
 async function waitForBdev(ctx: AppContext, name: string, timeoutMs: number): Promise<Bdev | undefined> {
   const end = Date.now() + timeoutMs;
@@ -69,10 +70,16 @@ export function registerBdevMethods(reg: MethodRegistry): void {
 
 function bdevConfigCalls(ctx: AppContext): ConfigCall[] {
   const bdevs = ctx.bdevs.list();
-  // module-level objects (rbd clusters) come before the bdevs that use them
-  const calls = [...moduleConfigCalls(), ...bdevs.flatMap((b) => b.configCall() ?? [])];
+  // module-level objects (rbd clusters) come before the bdevs that use them; as SPDK, each
+  // bdev's creation call is followed by its QoS limits
+  const calls = [...moduleConfigCalls(), ...bdevs.flatMap((b) => {
+    const c = b.configCall();
+    return c ? [c, ...qosConfigCalls(b)] : [];
+  })];
   // bdevs that examine finds (lvols) are not written: as SPDK, wait for them before their consumers
-  return bdevs.some((b) => b.examined) ? [...calls, { method: 'bdev_wait_for_examine', params: {} }] : calls;
+  if (!bdevs.some((b) => b.examined)) return calls;
+  return [...calls, { method: 'bdev_wait_for_examine', params: {} },
+    ...bdevs.filter((b) => b.examined).flatMap((b) => qosConfigCalls(b))];
 }
 
 registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: bdevConfigCalls });

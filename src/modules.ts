@@ -7,6 +7,8 @@ import '../bdev/malloc/malloc_rpc.js';
 import '../bdev/null/null_rpc.js';
 import '../bdev/file/file_rpc.js';
 import '../bdev/delay/delay_rpc.js';
+import '../bdev/qos/qos_rpc.js';
+import '../bdev/image/import_rpc.js';
 import '../bdev/rbd/rbd_rpc.js';
 import '../bdev/nvme/nvme_rpc.js';
 import './vfio_user/nvme_transport.js';

@@ -462,7 +462,7 @@ export class LvolChannel extends BdevChannel {
   }
 
   override poll(): number {
-    let work = this.base.poll();
+    let work = this.base.pollAll();   // the base's completions and its QoS queue
     if (this.parked.length > 0) {
       const list = this.parked;
       this.parked = this.parkedSpare;
@@ -475,12 +475,12 @@ export class LvolChannel extends BdevChannel {
   }
 
   override inflight(): number { return this.active + this.held.length; }
-  override wakeFds(): number[] { return this.base.wakeFds(); }
-  override canSleep(): boolean { return this.parked.length === 0 && this.base.canSleep(); }
+  override wakeFds(): number[] { return this.base.wakeFdsAll(); }
+  override canSleep(): boolean { return this.parked.length === 0 && this.base.canSleepAll(); }
 
   override destroy(): void {
     live.get(this.uuid)?.delete(this);
-    this.base.destroy();
+    this.base.closeAll();
   }
 }
 

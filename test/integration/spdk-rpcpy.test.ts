@@ -73,6 +73,15 @@ describe.skipIf(!!reason)('SPDK rpc.py against vhostd', () => {
     await py('bdev_null_delete', 'N1');
   });
 
+  it('sets QoS limits with rpc.py bdev_set_qos_limit and shows them in bdev_get_bdevs', async () => {
+    await py('bdev_malloc_create', '-b', 'MQ', '8', '512');
+    await py('bdev_set_qos_limit', 'MQ', '--rw_ios_per_sec', '1500', '--w_mbytes_per_sec', '20');   // rpc.py prints nothing
+    expect(JSON.parse(await py('bdev_get_bdevs', '-b', 'MQ'))[0].assigned_rate_limits)
+      .toEqual({ rw_ios_per_sec: 2000, rw_mbytes_per_sec: 0, r_mbytes_per_sec: 0, w_mbytes_per_sec: 20 });
+    await py('bdev_set_qos_limit', 'MQ', '--rw_ios_per_sec', '0', '--w_mbytes_per_sec', '0');
+    await py('bdev_malloc_delete', 'MQ');
+  }, 90_000);
+
   it('sets up an NVMe-over-vfio-user subsystem the way SPDK documents it', async () => {
     await py('bdev_malloc_create', '-b', 'NV0', '16', '512');
     await py('nvmf_create_transport', '-t', 'VFIOUSER');
