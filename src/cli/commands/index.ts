@@ -3,9 +3,15 @@ import type { CommandSpec } from './types.js';
 import { frameworkCommands } from './framework.js';
 import { bdevCommands } from './bdev.js';
 import { vhostCommands } from './vhost.js';
+import { nvmeCommands } from './nvme.js';
+import { rbdCommands } from './rbd.js';
+import { lvolCommands } from './lvol.js';
 
 export const COMMANDS: CommandSpec[] = [
   ...frameworkCommands,
   ...bdevCommands,
   ...vhostCommands,
+  ...nvmeCommands,
+  ...rbdCommands,
+  ...lvolCommands,
 ];
