@@ -30,7 +30,7 @@ function usage(): string {
 
 Options:
   -s, --server SOCKET   vhostd RPC socket (default ${DEFAULT_RPC_SOCKET})
-  -t, --timeout SECS    seconds to wait for each response (default 60)
+  -t, --timeout SECS    seconds to wait for each response (default 60; 90 for bdev_lvol_create_lvstore, as rpc.py)
   -h, --help            this help; 'vhostctl COMMAND --help' for a command
 
 Commands:
