@@ -78,6 +78,8 @@ export abstract class Bdev {
    * (NVMe namespaces) or when examine finds it again (lvols: see `examined`).
    */
   abstract configCall(): ConfigCall | null;
+  /** Does the bdev take this I/O type now (bdev_get_bdevs' supported_io_types)? */
+  ioSupported(t: string): boolean { return (this.ioTypes as ReadonlySet<string>).has(t); }
   /** driver_specific section of bdev_get_bdevs, if any. */
   driverSpecific(): Record<string, unknown> | undefined { return undefined; }
   /** Work to finish before the bdev serves I/O (e.g. faulting in memory); runs off the main thread where it can. */

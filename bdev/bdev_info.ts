@@ -12,7 +12,7 @@ const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null dis
 
 export function bdevInfo(b: Bdev): Record<string, unknown> {
   const supported: Record<string, boolean> = {};
-  for (const t of IO_TYPES) supported[t] = (b.ioTypes as ReadonlySet<string>).has(t);
+  for (const t of IO_TYPES) supported[t] = b.ioSupported(t);
   const info: Record<string, unknown> = {
     name: b.name,
     aliases: [...b.aliases],

@@ -48,6 +48,9 @@ export class LvolBdev extends Bdev {
     return d as unknown as Record<string, unknown>;
   }
 
+  /** bdev_lvol_set_read_only takes writes away from a live lvol (as SPDK's io_type_supported). */
+  override ioSupported(t: string): boolean { return t === 'write' ? !this.lvol.readOnly : super.ioSupported(t); }
+
   configCall(): ConfigCall | null { return null; }
 
   override driverSpecific(): Record<string, unknown> {

@@ -13,7 +13,7 @@ const attachSchema = {
   traddr: { type: 'string', required: true, desc: 'PCI address (PCIe) or the directory of the cntrl socket (vfiouser)' },
   adrfam: { type: 'string' },
   trsvcid: { type: 'string' },
-  priority: { type: 'int' },
+  priority: { type: 'string', desc: 'socket priority (SPDK decodes it as a string)' },
   subnqn: { type: 'string' },
   hostnqn: { type: 'string' },
   hostaddr: { type: 'string' },

@@ -53,7 +53,9 @@ describe('logical volumes over RPC', () => {
     const e3 = await rpc(d.sock, 'bdev_lvol_create', { lvs_name: 'nope', lvol_name: 'x', size_in_mib: 1 });
     expect(e3.error).toMatchObject({ code: -19, message: /lvstore 'nope' does not exist/ });
     expect((await rpc(d.sock, 'bdev_lvol_clone', { snapshot_name: 'lvsm/thin', clone_name: 'c' })).error?.message).toMatch(/only snapshots can be cloned/);
+    expect((await ok(d.sock, 'bdev_get_bdevs', { name: 'lvsm/thin' }))[0].supported_io_types.write).toBe(true);
     expect(await ok(d.sock, 'bdev_lvol_set_read_only', { name: 'lvsm/thin' })).toBe(true);
+    expect((await ok(d.sock, 'bdev_get_bdevs', { name: 'lvsm/thin' }))[0].supported_io_types.write).toBe(false);
     const c = await ok(d.sock, 'bdev_lvol_clone', { snapshot_name: 'lvsm/thin', clone_name: 'c' });   // a read-only lvol clones like a snapshot
     expect((await ok(d.sock, 'bdev_get_bdevs', { name: c }))[0].driver_specific.lvol).toMatchObject({ clone: true, base_snapshot: 'thin' });
     expect((await rpc(d.sock, 'bdev_malloc_delete', { name: 'M0' })).error?.code).toBe(-16);
