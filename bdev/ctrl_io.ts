@@ -1,13 +1,16 @@
 // Control-plane bdev I/O: read, write, flush and write-zeroes on any bdev as Promises on the
 // main thread (examining superblocks, writing metadata). Each request is a control message to
 // reactor 0 (see ctrl_io_reactor.ts), which keeps one channel open per bdev and submits a
-// BdevIo whose only segment points into a staging buffer that both threads view (anonymous
-// shared mapping, page aligned so O_DIRECT file bdevs take it): no data crosses threads by copy.
+// BdevIo whose only segment points into a staging slot that both threads view: one memfd
+// arena, mapped once, page aligned so O_DIRECT file bdevs take it, and announced to the DMA
+// registry so NVMe bdevs reach it at IOVA = hva like guest memory (a fresh anonymous buffer
+// per request was neither DMA-mapped nor cheap). No data crosses threads by copy.
 // Offsets and lengths must be whole blocks. Not for the data path: one message per request.
 import type { Bdev } from './bdev.js';
 import type { BdevRegistry } from './registry.js';
 import { IoStatus, IoType } from './types.js';
-import { mmap, munmap, view, MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE } from '../native/libc.js';
+import { closeQuiet, memfdCreate, mmap, munmap, view } from '../native/libc.js';
+import { dmaRegistry } from '../src/memory/dma_registry.js';
 
 /** What CtrlIo needs from the reactor pool. */
 export interface ReactorCaller {
@@ -26,21 +29,54 @@ const PAGE = 4096;
 /** Largest single request; bigger reads and writes are issued in pieces of this size. */
 const MAX_REQUEST = 8 << 20;
 
-/** A page-aligned buffer both the main thread and the reactors can reach by address. */
-class Staging {
-  readonly hva: number;
-  readonly size: number;
-  readonly u8: Uint8Array;
-  constructor(bytes: number) {
-    this.size = Math.max(PAGE, Math.ceil(bytes / PAGE) * PAGE);
-    this.hva = mmap(this.size, -1, 0, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS);
-    this.u8 = new Uint8Array(view(this.hva, this.size));
+/** Staging slots: requests in flight at once, each up to MAX_REQUEST bytes. */
+const SLOTS = 4;
+
+/** One slot of the arena: a page-aligned buffer both the main thread and the reactors reach by address. */
+interface Staging { readonly hva: number; readonly size: number; readonly u8: Uint8Array }
+
+/** The staging memory: a memfd (vfio-user passes its fd on) mapped once, DMA-registered, cut into slots. */
+class Arena {
+  private readonly free: Staging[] = [];
+  private readonly waiting: ((s: Staging) => void)[] = [];
+  private constructor(readonly fd: number, readonly hva: number, readonly size: number) {
+    for (let i = 0; i < SLOTS; i++) {
+      const hvaI = hva + i * MAX_REQUEST;
+      this.free.push({ hva: hvaI, size: MAX_REQUEST, u8: new Uint8Array(view(hvaI, MAX_REQUEST)) });
+    }
   }
-  free(): void { munmap(this.hva, this.size); }
+
+  static async create(): Promise<Arena> {
+    const size = SLOTS * MAX_REQUEST;
+    const fd = memfdCreate('vhostd-ctrl-io', size);
+    let hva = 0;
+    try {
+      hva = mmap(size, fd);
+      const a = new Arena(fd, hva, size);
+      await dmaRegistry.setRegions(a, [{ hva, size, fd, offset: 0 }]);
+      return a;
+    } catch (e) {
+      if (hva) munmap(hva, size);
+      closeQuiet(fd);
+      throw e;
+    }
+  }
+
+  /** A free slot, waiting for one when all are in use. */
+  take(): Promise<Staging> {
+    const s = this.free.pop();
+    return s ? Promise.resolve(s) : new Promise((r) => this.waiting.push(r));
+  }
+
+  give(s: Staging): void {
+    const w = this.waiting.shift();
+    if (w) w(s); else this.free.push(s);
+  }
 }
 
 export class CtrlIo {
   private pool: ReactorCaller | null = null;
+  private arena: Promise<Arena> | null = null;
   /** Bdevs reactor 0 has a channel open to (closed by release or when the bdev is deleted). */
   private readonly open = new Set<Bdev>();
 
@@ -56,11 +92,10 @@ export class CtrlIo {
     const out = new Uint8Array(length);
     for (let done = 0; done < length;) {
       const n = Math.min(MAX_REQUEST, length - done);
-      const s = new Staging(n);
-      try {
+      await this.withSlot(async (s) => {
         await this.submit(bdev, IoType.READ, offset + done, n, s);
         out.set(s.u8.subarray(0, n), done);
-      } finally { s.free(); }
+      });
       done += n;
     }
     return out;
@@ -69,11 +104,10 @@ export class CtrlIo {
   async write(bdev: Bdev, offset: number, data: Uint8Array): Promise<void> {
     for (let done = 0; done < data.length;) {
       const n = Math.min(MAX_REQUEST, data.length - done);
-      const s = new Staging(n);
-      try {
+      await this.withSlot(async (s) => {
         s.u8.set(data.subarray(done, done + n));
         await this.submit(bdev, IoType.WRITE, offset + done, n, s);
-      } finally { s.free(); }
+      });
       done += n;
     }
   }
@@ -93,8 +127,10 @@ export class CtrlIo {
     }
     for (let done = 0; done < length;) {
       const n = Math.min(MAX_REQUEST, length - done);
-      const s = new Staging(n);
-      try { await this.submit(bdev, IoType.WRITE, offset + done, n, s); } finally { s.free(); }
+      await this.withSlot(async (s) => {
+        s.u8.fill(0, 0, n);
+        await this.submit(bdev, IoType.WRITE, offset + done, n, s);
+      });
       done += n;
     }
   }
@@ -109,6 +145,14 @@ export class CtrlIo {
   callAll<T = unknown>(op: string, args: unknown): Promise<T[]> {
     const pool = this.need();
     return Promise.all(Array.from({ length: pool.count }, (_, i) => pool.call<T>(i, op, args)));
+  }
+
+  /** Runs fn with a staging slot of the arena (created on first use), then hands the slot back. */
+  private async withSlot(fn: (s: Staging) => Promise<void>): Promise<void> {
+    if (!this.arena) this.arena = Arena.create().catch((e) => { this.arena = null; throw e; });
+    const a = await this.arena;
+    const s = await a.take();
+    try { await fn(s); } finally { a.give(s); }
   }
 
   private need(): ReactorCaller {

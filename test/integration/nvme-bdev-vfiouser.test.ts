@@ -270,3 +270,38 @@ describe('bdev_nvme_attach_controller errors', () => {
     }
   });
 });
+
+// Control-plane I/O (ctrl_io: lvol metadata, examine, image import) reaches an NVMe bdev too:
+// its staging memory is DMA-mapped like guest memory.
+describe('an lvstore on an NVMe bdev', () => {
+  let t: { d: Daemon; dir: string };
+  let h: Daemon;
+  beforeAll(async () => {
+    t = await target();
+    h = await startDaemon(['-m', '0x1']);
+  }, 30_000);
+  afterAll(async () => { await h?.stop(); await t?.d.stop(); });
+
+  it('is written over vfio-user, found again by examine after a re-attach, without NVMe errors', async () => {
+    const attach = () => ok(h.sock, 'bdev_nvme_attach_controller', { name: 'Nvme1', trtype: 'vfiouser', traddr: t.dir });
+    expect(await attach()).toEqual(['Nvme1n1']);
+    await ok(h.sock, 'bdev_lvol_create_lvstore', { bdev_name: 'Nvme1n1', lvs_name: 'lvsn', cluster_sz: 1 << 20 });
+    await ok(h.sock, 'bdev_lvol_create', { lvs_name: 'lvsn', lvol_name: 'v0', size_in_mib: 4, thin_provision: true });
+    await ok(h.sock, 'bdev_wait_for_examine');
+    const [c] = await ok(h.sock, 'bdev_nvme_get_controllers', { name: 'Nvme1' });
+    expect(c.ctrlrs[0].error_log).toEqual([]);
+    const lvs = await ok(h.sock, 'bdev_lvol_get_lvstores', { lvs_name: 'lvsn' });
+    expect(lvs[0]).toMatchObject({ name: 'lvsn', base_bdev: 'Nvme1n1' });
+    // the superblock is on the target's malloc bdev: a second initiator finds the lvstore by examine
+    const h2 = await startDaemon(['-m', '0x1']);
+    try {
+      await h.stop();   // one vfio-user client at a time
+      expect(await ok(h2.sock, 'bdev_nvme_attach_controller', { name: 'Nvme2', trtype: 'vfiouser', traddr: t.dir })).toEqual(['Nvme2n1']);
+      await ok(h2.sock, 'bdev_wait_for_examine');
+      const lvols = await ok(h2.sock, 'bdev_lvol_get_lvols', { lvs_name: 'lvsn' });
+      expect(lvols.map((l: { name: string }) => l.name)).toEqual(['v0']);
+      const [c2] = await ok(h2.sock, 'bdev_nvme_get_controllers', { name: 'Nvme2' });
+      expect(c2.ctrlrs[0].error_log).toEqual([]);
+    } finally { await h2.stop(); }
+  }, 60_000);
+});
