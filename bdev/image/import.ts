@@ -247,7 +247,8 @@ export class ImageImporter {
       if (failed) throw failed;
       job.sha256 = await hasher.run({ kind: 'hash', job: job.id, offset: job.size, final: true }) as string;
     } catch (e) {
-      void hasher.run({ kind: 'hash', job: job.id, offset: 0, abort: true }).catch(() => { /* pool gone */ });
+      // awaited: the pool is destroyed once no job runs, and piscina must not see a task end after that
+      await hasher.run({ kind: 'hash', job: job.id, offset: 0, abort: true }).catch(() => { /* thread gone: nothing kept */ });
       throw e;
     }
     await this.io.flush(bdev);
