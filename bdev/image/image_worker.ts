@@ -1,9 +1,11 @@
 // piscina worker for image import: reads the image file, decodes qcow2 clusters (inflating
-// compressed ones) and finds the all-zero parts, so that none of this runs on the control
-// loop or a reactor. A chunk's result is one transferred ArrayBuffer: a zero flag per
-// granule, then the chunk's bytes (zero granules are left zero and not written).
+// compressed ones), finds the all-zero parts and computes the SHA-256 of the virtual disk, so
+// that none of this runs on the control loop or a reactor. A chunk is decoded into a
+// SharedArrayBuffer the caller owns: a zero flag per granule, then the chunk's bytes (zero
+// granules are left zero and not written). Hash tasks run in a pool of one thread that keeps
+// each job's hash state and reads the same shared buffers in virtual-offset order.
+import { createHash, Hash } from 'node:crypto';
 import { closeSync, fstatSync, openSync } from 'node:fs';
-import Piscina from 'piscina';
 import { ImageError, parseQcow2Header, preadFull, QCOW2_MAGIC, Qcow2Header, readCluster, readL1, ZERO } from './qcow2.js';
 
 export type ImageFormat = 'raw' | 'qcow2';
@@ -24,8 +26,24 @@ export interface ChunkTask {
   offset: number;
   length: number;
   granule: number;
-  /** A buffer of at least ceil(length / granule) + length bytes to fill (recycled by the caller). */
-  buf?: ArrayBuffer;
+  /** The buffer to fill: at least ceil(length / granule) + length bytes (recycled by the caller). */
+  buf: SharedArrayBuffer;
+}
+
+/**
+ * Feeds `length` bytes of `buf` from `from` into job `job`'s SHA-256; `offset` is their virtual
+ * offset and must be where the previous task ended (tasks of a job arrive in order). `final`
+ * returns the hex digest and drops the state; `abort` drops it.
+ */
+export interface HashTask {
+  kind: 'hash';
+  job: number;
+  offset: number;
+  buf?: SharedArrayBuffer;
+  from?: number;
+  length?: number;
+  final?: boolean;
+  abort?: boolean;
 }
 
 const HEADER_READ = 65536;
@@ -60,11 +78,11 @@ function l2Table(fd: number, t: ChunkTask, h: Qcow2Header, off: number): Buffer 
   return b;
 }
 
-function chunk(t: ChunkTask): ArrayBuffer {
+function chunk(t: ChunkTask): void {
   const ngran = Math.ceil(t.length / t.granule);
-  const out = t.buf && t.buf.byteLength >= ngran + t.length ? t.buf : new ArrayBuffer(ngran + t.length);
-  const flags = new Uint8Array(out, 0, ngran), data = Buffer.from(out, ngran, t.length);
-  if (out === t.buf) data.fill(0);   // a recycled buffer: holes and unallocated clusters must read as zero
+  if (t.buf.byteLength < ngran + t.length) throw new ImageError(`import buffer of ${t.buf.byteLength} bytes is too small for a ${t.length}-byte chunk`);
+  const flags = new Uint8Array(t.buf, 0, ngran), data = Buffer.from(t.buf, ngran, t.length);
+  data.fill(0);   // a recycled buffer: holes and unallocated clusters must read as zero
   const fd = openSync(t.filename, 'r');
   try {
     if (t.format === 'raw') {
@@ -88,7 +106,25 @@ function chunk(t: ChunkTask): ArrayBuffer {
     const a = g * t.granule, b = Math.min(a + t.granule, t.length);
     flags[g] = isZero(data, a, b) ? 1 : 0;
   }
-  return out;
+}
+
+/** Hash state per import job (this worker runs alone in its pool, so every task of a job lands here). */
+const hashes = new Map<number, { h: Hash; at: number }>();
+
+function hash(t: HashTask): string | null {
+  if (t.abort) { hashes.delete(t.job); return null; }
+  let s = hashes.get(t.job);
+  if (!s) {
+    // a lost state (this thread restarted mid-job) must fail the job, not yield a digest of part of the image
+    if (t.offset !== 0) throw new ImageError(`checksum of import ${t.job} lost its state at offset ${t.offset} (hash worker restarted): import again`);
+    s = { h: createHash('sha256'), at: 0 };
+    hashes.set(t.job, s);
+  }
+  if (t.offset !== s.at) throw new ImageError(`checksum of import ${t.job}: got bytes at ${t.offset}, expected ${s.at} (out of order)`);
+  if (t.buf && t.length) { s.h.update(new Uint8Array(t.buf, t.from ?? 0, t.length)); s.at += t.length; }
+  if (!t.final) return null;
+  hashes.delete(t.job);
+  return s.h.digest('hex');
 }
 
 const ZEROS = Buffer.alloc(1 << 16);
@@ -100,7 +136,9 @@ function isZero(b: Buffer, from: number, to: number): boolean {
   return true;
 }
 
-export default function run(t: ProbeTask | ChunkTask): ProbeResult | ArrayBuffer {
+export default function run(t: ProbeTask | ChunkTask | HashTask): ProbeResult | string | null {
   if (t.kind === 'probe') return probe(t);
-  return Piscina.move(chunk(t)) as unknown as ArrayBuffer;
+  if (t.kind === 'hash') return hash(t);
+  chunk(t);
+  return null;
 }

@@ -1,7 +1,10 @@
 // Image import: copies a raw or qcow2 image file into an existing bdev (any module: malloc,
 // file, lvol) as a background job with progress, through the control-plane bdev I/O service
 // (ctrl_io). Reading, qcow2 decoding and zero detection run in piscina workers; this file
-// only schedules chunks and writes what they return. All-zero parts (holes, unallocated
+// only schedules chunks and writes what they return. Every import also computes the SHA-256
+// of the virtual disk (holes as zeros, as `qemu-img convert -O raw` prints them) in a
+// one-thread piscina pool fed the decoded chunks in order while they are being written; an
+// expected digest that differs fails the job. All-zero parts (holes, unallocated
 // qcow2 clusters) become WRITE_ZEROES, which thin bdevs keep thin. The bdev is claimed
 // while the job runs, so no controller can attach to a half-written disk.
 import { statSync } from 'node:fs';
@@ -23,6 +26,8 @@ const GRANULE = 64 << 10;
 /** Chunks read, decoded or being written at once. */
 const IN_FLIGHT = 4;
 const WORKERS = 2;
+/** A SHA-256 as the sha256 parameter takes it. */
+export const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 /** Finished jobs kept for bdev_get_import_jobs. */
 const KEEP_DONE = 16;
 
@@ -40,6 +45,12 @@ export interface ImportJob {
   progress: number;
   mb_per_sec: number;
   elapsed_ms: number;
+  /** Percent of the virtual disk hashed so far. */
+  checksum_progress: number;
+  /** SHA-256 of the virtual disk, once complete (or once computed, on a mismatch). */
+  sha256?: string;
+  /** The digest the caller expected, if given. */
+  expected_sha256?: string;
   error?: string;
 }
 
@@ -51,9 +62,13 @@ class Job {
   total = 0;
   copied = 0;
   zero = 0;
+  /** Virtual size (the digest covers these bytes) and bytes hashed so far. */
+  size = 0;
+  hashed = 0;
+  sha256?: string;
   error?: string;
   constructor(readonly id: number, readonly bdev: Bdev, readonly filename: string, format?: ImageFormat,
-    readonly skipZeroes = false) {
+    readonly skipZeroes = false, readonly expected?: string) {
     this.format = format ?? 'auto';
   }
 
@@ -66,7 +81,10 @@ class Job {
       progress: this.total > 0 ? Math.floor((done / this.total) * 1000) / 10 : this.state === 'complete' ? 100 : 0,
       mb_per_sec: ms > 0 ? Math.round((done / (1 << 20)) / (ms / 1000) * 10) / 10 : 0,
       elapsed_ms: Math.round(ms),
+      checksum_progress: this.size > 0 ? Math.floor((this.hashed / this.size) * 1000) / 10 : this.sha256 ? 100 : 0,
     };
+    if (this.sha256) j.sha256 = this.sha256;
+    if (this.expected) j.expected_sha256 = this.expected;
     if (this.error) j.error = this.error;
     return j;
   }
@@ -76,6 +94,8 @@ export class ImageImporter {
   private nextId = 1;
   private readonly jobs = new Map<number, Job>();
   private pool: Piscina | null = null;
+  /** One thread: it keeps every job's hash state, so all hash tasks must land on it. */
+  private hashPool: Piscina | null = null;
   private running = 0;
 
   constructor(private readonly io: CtrlIo = ctrlIo) {}
@@ -88,7 +108,11 @@ export class ImageImporter {
    * parts are not written at all and it stays thin. Otherwise they are WRITE_ZEROES (or zero writes
    * on a bdev without it, such as an lvol, which then allocates them).
    */
-  start(bdevs: BdevRegistry, name: string, filename: string, format?: ImageFormat, skipZeroes = false): number {
+  start(bdevs: BdevRegistry, name: string, filename: string, format?: ImageFormat, skipZeroes = false, sha256?: string): number {
+    if (sha256 !== undefined && !SHA256_HEX.test(sha256)) {
+      throw new BdevError('invalid', `sha256 ${JSON.stringify(sha256.length > 70 ? sha256.slice(0, 70) + '…' : sha256)} is not a ` +
+        `SHA-256 digest: give 64 hex digits, as sha256sum prints them`);
+    }
     const bdev = bdevs.get(name);
     if (bdev.claimedBy) {
       throw new BdevError('claimed', `bdev '${bdev.name}' is in use by ${bdev.claimedBy}: an image can only be imported into ` +
@@ -104,12 +128,12 @@ export class ImageImporter {
     if (!this.io.attached) throw new BdevError('invalid', 'image import needs the reactors: not available in this process');
     const id = this.nextId++;
     bdevs.claim(bdev.name, ImageImporter.claimOwner(id));
-    const job = new Job(id, bdev, path, format, skipZeroes);
+    const job = new Job(id, bdev, path, format, skipZeroes, sha256?.toLowerCase());
     this.jobs.set(id, job);
     this.running++;
     void this.run(job).then(() => {
       job.state = 'complete';
-      log.notice(`image import ${id}: ${path} into bdev ${bdev.name} done (${job.view().mb_per_sec} MiB/s)`);
+      log.notice(`image import ${id}: ${path} into bdev ${bdev.name} done (${job.view().mb_per_sec} MiB/s, sha256 ${job.sha256})`);
     }, (e: Error) => {
       job.state = 'error';
       job.error = e.message;
@@ -136,10 +160,19 @@ export class ImageImporter {
     return this.pool;
   }
 
+  private hasher(): Piscina {
+    // never idles out while jobs run (its thread holds their hash state); destroyed with the other pool
+    this.hashPool ??= new Piscina({ filename: new URL('./image_worker.js', import.meta.url).href, maxThreads: 1,
+      minThreads: 1, idleTimeout: 2 ** 31 - 1 });
+    return this.hashPool;
+  }
+
   private stopWorkers(): void {
-    const p = this.pool;
+    const p = this.pool, h = this.hashPool;
     this.pool = null;
+    this.hashPool = null;
     void p?.destroy();
+    void h?.destroy();
   }
 
   private async run(job: Job): Promise<void> {
@@ -154,36 +187,79 @@ export class ImageImporter {
     if (info.dirty) log.warn(`image import ${job.id}: ${job.filename} was not closed cleanly (dirty bit); its data is imported as is`);
     const total = Math.ceil(info.size / bs) * bs;   // the last partial block is padded with zeros
     job.total = total;
+    // qemu sees a raw file as whole 512-byte sectors (its virtual disk ends in zeros up to one): hash that
+    job.size = info.format === 'raw' ? Math.ceil(info.size / 512) * 512 : info.size;
     const chunk = info.qcow2 ? Math.max(CHUNK, info.qcow2.clusterSize) : CHUNK;
     const cover = info.qcow2 ? info.qcow2.clusterSize * (info.qcow2.clusterSize / 8) : 0;
+    const bufBytes = Math.ceil(chunk / GRANULE) + chunk;
+    const hasher = this.hasher();
     let failed: Error | null = null;
     const inflight = new Set<Promise<void>>();
-    const buffers: ArrayBuffer[] = [];   // chunk buffers back from the workers, sent out again (no fresh pages per chunk)
-    for (let off = 0; off < total && !failed; off += chunk) {
-      const length = Math.min(chunk, total - off);
-      const task: ChunkTask = { kind: 'chunk', job: job.id, filename: job.filename, format: info.format, offset: off, length,
-        granule: GRANULE };
-      if (info.qcow2) {
-        task.qcow2 = info.qcow2;
-        task.l1Base = Math.floor(off / cover);
-        task.l1 = info.l1!.slice(task.l1Base, Math.floor((Math.min(off + length, info.size) - 1) / cover) + 1);
+    // Shared chunk buffers, reused: a worker decodes into one, then it is written and hashed at the
+    // same time (both only read it) and comes back here when both are done.
+    const buffers: SharedArrayBuffer[] = [];
+    // Decoded chunks wait here until every chunk before them was handed to the hasher; hash tasks
+    // are chained, one at a time (piscina does not promise to run queued tasks in order).
+    const ready = new Map<number, () => void>();
+    let nextHash = 0;
+    let hashTail: Promise<unknown> = Promise.resolve();
+    const hashInOrder = () => {
+      for (let go = ready.get(nextHash); go; go = ready.get(nextHash)) { ready.delete(nextHash); go(); }
+    };
+    const fail = (e: Error) => {
+      failed ??= e;
+      for (const go of ready.values()) go();   // chunks waiting behind the failed one: let them end (unhashed)
+      ready.clear();
+    };
+    try {
+      for (let off = 0; off < total && !failed; off += chunk) {
+        const length = Math.min(chunk, total - off);
+        const buf = buffers.pop() ?? new SharedArrayBuffer(bufBytes);
+        const task: ChunkTask = { kind: 'chunk', job: job.id, filename: job.filename, format: info.format, offset: off, length,
+          granule: GRANULE, buf };
+        if (info.qcow2) {
+          task.qcow2 = info.qcow2;
+          task.l1Base = Math.floor(off / cover);
+          task.l1 = info.l1!.slice(task.l1Base, Math.floor((Math.min(off + length, info.size) - 1) / cover) + 1);
+        }
+        const hashLen = Math.max(0, Math.min(length, job.size - off));   // padding past the virtual size is not hashed
+        const hashed = () => new Promise<void>((res) => {
+          if (failed) { res(); return; }
+          ready.set(off, () => {
+            if (failed) { res(); return; }
+            nextHash = off + length;
+            hashTail = hashTail.then(() => (failed ? null
+              : hasher.run({ kind: 'hash', job: job.id, offset: off, buf, from: Math.ceil(length / GRANULE), length: hashLen })))
+              .then(() => { job.hashed += hashLen; res(); }, (e: Error) => { fail(e); res(); });
+          });
+          hashInOrder();
+        });
+        const p: Promise<void> = pool.run(task)
+          .then(() => Promise.all([this.store(job, off, length, buf), hashed()]))
+          .then(() => { buffers.push(buf); })
+          .catch(fail)
+          .finally(() => inflight.delete(p));
+        inflight.add(p);
+        if (inflight.size >= IN_FLIGHT) await Promise.race(inflight);
       }
-      const spare = buffers.pop();
-      if (spare) task.buf = spare;
-      const p: Promise<void> = pool.run(task, spare ? { transferList: [spare] } : {})
-        .then((buf: ArrayBuffer) => this.store(job, off, length, buf).then(() => { buffers.push(buf); }))
-        .catch((e: Error) => { failed ??= e; })
-        .finally(() => inflight.delete(p));
-      inflight.add(p);
-      if (inflight.size >= IN_FLIGHT) await Promise.race(inflight);
+      await Promise.all(inflight);
+      await hashTail;
+      if (failed) throw failed;
+      job.sha256 = await hasher.run({ kind: 'hash', job: job.id, offset: job.size, final: true }) as string;
+    } catch (e) {
+      // awaited: the pool is destroyed once no job runs, and piscina must not see a task end after that
+      await hasher.run({ kind: 'hash', job: job.id, offset: 0, abort: true }).catch(() => { /* thread gone: nothing kept */ });
+      throw e;
     }
-    await Promise.all(inflight);
-    if (failed) throw failed;
     await this.io.flush(bdev);
+    if (job.expected && job.sha256 !== job.expected) {
+      throw new BdevError('invalid', `image ${job.filename} has SHA-256 ${job.sha256}, expected ${job.expected}: ` +
+        `bdev '${bdev.name}' now holds that image's data (written and flushed); import the right image again or delete the bdev`);
+    }
   }
 
   /** Writes one decoded chunk: runs of data granules as writes, runs of zero granules as WRITE_ZEROES, all at once. */
-  private async store(job: Job, off: number, length: number, buf: ArrayBuffer): Promise<void> {
+  private async store(job: Job, off: number, length: number, buf: SharedArrayBuffer): Promise<void> {
     const ngran = Math.ceil(length / GRANULE);
     const flags = new Uint8Array(buf, 0, ngran), data = new Uint8Array(buf, ngran, length);
     const writes: Promise<void>[] = [];

@@ -2,6 +2,7 @@
 // pattern for long operations (bdev_lvol_start_shallow_copy / bdev_lvol_check_shallow_copy):
 // the start call returns an operation_id at once, the status call reports state ("in progress",
 // "complete", "error"), bytes done of the total, progress in percent and the error if any.
+// Every job also reports the SHA-256 of the image's virtual disk (sha256, checksum_progress).
 import { MethodRegistry } from '../../src/rpc/registry.js';
 import { registerModule } from '../../src/framework/module.js';
 import { Params } from '../../src/rpc/params.js';
@@ -13,11 +14,12 @@ const startSchema = {
   filename: { type: 'string', required: true, desc: 'path of a raw or qcow2 image file' },
   format: { type: 'string', choices: ['raw', 'qcow2'], desc: 'image format; default: qcow2 if the file has its magic, else raw' },
   skip_zeroes: { type: 'bool', desc: 'do not write all-zero parts: only for a bdev that reads zeros where never written (a new thin lvol)' },
+  sha256: { type: 'string', desc: 'expected SHA-256 of the virtual disk (64 hex digits); the job fails if the image differs' },
 } as const;
 
 export function registerImportMethods(reg: MethodRegistry): void {
   reg.register('bdev_import_image', startSchema, (p: Params<typeof startSchema>, ctx) => {
-    const id = imageImporter.start(ctx.bdevs, p.name, p.filename, p.format as ImageFormat | undefined, p.skip_zeroes ?? false);
+    const id = imageImporter.start(ctx.bdevs, p.name, p.filename, p.format as ImageFormat | undefined, p.skip_zeroes ?? false, p.sha256);
     return { operation_id: id };
   }, { help: 'Copy a raw or qcow2 image into a bdev in the background; returns an operation_id (see bdev_get_import_jobs)' });
 

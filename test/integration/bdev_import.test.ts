@@ -2,12 +2,14 @@
 // compressed with -c, v2 = compat 0.10) and a raw image are imported with bdev_import_image
 // into a file bdev and compared byte for byte with the raw source; vhostctl's progress bar
 // reaches 100%; corrupt, oversized, backed and encrypted images and a bdev in use fail with
-// clear errors and the daemon keeps serving. Then, with real reactors in this process, into
+// clear errors and the daemon keeps serving. Each job's sha256 equals `qemu-img convert -O raw
+// IMG /dev/stdout | sha256sum`; a wrong expected digest ends the job in error naming both. Then, with real reactors in this process, into
 // a malloc bdev read back through ctrl_io.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, truncateSync, openSync, writeSync, closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { startDaemon, rpc, ok, Daemon, VHOSTCTL, ROOT } from './daemon.js';
 
@@ -28,6 +30,10 @@ function makeRaw(path: string): Buffer {
 }
 
 const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { stdio: 'pipe' });
+/** What a cloud operator checks: the digest of the image's virtual disk as qemu-img decodes it (this
+ *  qemu-img cannot convert to a pipe, so through a file). */
+const qemuSha256 = (img: string) => execFileSync('sh', ['-c', 'qemu-img convert -O raw "$1" "$1.sum.raw" && sha256sum "$1.sum.raw" && rm "$1.sum.raw"',
+  'sh', img], { encoding: 'utf8' }).split(' ')[0];
 
 async function waitJob(sock: string, id: number): Promise<any> {
   for (;;) {
@@ -62,20 +68,48 @@ describe.skipIf(!hasQemuImg)('bdev_import_image through the daemon', () => {
     return f;
   }
 
-  it('imports raw, qcow2 v3, compressed qcow2 and qcow2 v2 byte for byte; progress reaches 100%', async () => {
+  it('imports raw, qcow2 v3, compressed qcow2 and qcow2 v2 byte for byte with the sha256 qemu-img gives; progress reaches 100%', async () => {
     for (const img of ['src.raw', 'v3.qcow2', 'comp.qcow2', 'v2.qcow2']) {
       const name = `T_${img.replace('.', '_')}`;
       const f = await target(name);
       writeFileSync(f, Buffer.alloc(MIB, 0xee), { flag: 'r+' });   // old contents must be overwritten, holes too
-      const { operation_id } = await ok(d.sock, 'bdev_import_image', { name, filename: join(dir, img) });
+      const want = qemuSha256(join(dir, img));
+      const p: Record<string, unknown> = { name, filename: join(dir, img) };
+      if (img === 'comp.qcow2') p.sha256 = want.toUpperCase();   // an expected digest that matches (any case)
+      const { operation_id } = await ok(d.sock, 'bdev_import_image', p);
       const j = await waitJob(d.sock, operation_id);
-      expect(j, img).toMatchObject({ state: 'complete', progress: 100, total_bytes: 24 * MIB, format: img.endsWith('raw') ? 'raw' : 'qcow2' });
+      expect(j, img).toMatchObject({ state: 'complete', progress: 100, total_bytes: 24 * MIB, format: img.endsWith('raw') ? 'raw' : 'qcow2',
+        sha256: want, checksum_progress: 100 });
       expect(j.copied_bytes + j.zero_bytes).toBe(24 * MIB);
       expect(j.zero_bytes).toBeGreaterThan(12 * MIB);                  // the holes were not copied as data
       await ok(d.sock, 'bdev_uring_delete', { name });
       expect(readFileSync(f).equals(raw), `${img} differs from the raw source`).toBe(true);
     }
   }, 180_000);
+
+  it('a wrong expected sha256 ends the job in error naming both digests; bad hex is refused; an odd-sized raw image hashes as qemu pads it (to 512 bytes)', async () => {
+    const f = await target('Tsum', 24);
+    const good = qemuSha256(join(dir, 'v3.qcow2'));
+    const wrong = good.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    const { operation_id } = await ok(d.sock, 'bdev_import_image', { name: 'Tsum', filename: join(dir, 'v3.qcow2'), sha256: wrong });
+    const j = await waitJob(d.sock, operation_id);
+    expect(j).toMatchObject({ state: 'error', sha256: good, expected_sha256: wrong });
+    expect(j.error).toContain(`has SHA-256 ${good}, expected ${wrong}`);
+    expect(j.error).toMatch(/bdev 'Tsum' now holds that image's data .*import the right image again/);
+    for (const bad of ['abc', good.slice(1) + 'g', good + '0', '']) {
+      const r = await rpc(d.sock, 'bdev_import_image', { name: 'Tsum', filename: join(dir, 'v3.qcow2'), sha256: bad });
+      expect(r.error, bad).toMatchObject({ code: -22, message: expect.stringMatching(/is not a SHA-256 digest: give 64 hex digits/) });
+    }
+    expect((await rpc(d.sock, 'bdev_import_image', { name: 'Tsum', filename: join(dir, 'v3.qcow2'), sha256: 5 })).error?.code).toBe(-32602);
+    // 5 MiB + 100 bytes of data: qemu's virtual disk (and the digest) is the file padded with zeros to 512 bytes
+    const odd = join(dir, 'odd.raw');
+    writeFileSync(odd, raw.subarray(5 * MIB, 10 * MIB + 100));
+    const o = await waitJob(d.sock, (await ok(d.sock, 'bdev_import_image', { name: 'Tsum', filename: odd })).operation_id);
+    expect(o).toMatchObject({ state: 'complete', total_bytes: 5 * MIB + 512, sha256: qemuSha256(odd) });
+    expect(o.sha256).toBe(createHash('sha256').update(readFileSync(odd)).update(Buffer.alloc(412)).digest('hex'));
+    await ok(d.sock, 'bdev_uring_delete', { name: 'Tsum' });
+    expect(readFileSync(f).subarray(0, 5 * MIB + 100).equals(raw.subarray(5 * MIB, 10 * MIB + 100))).toBe(true);
+  }, 120_000);
 
   it('vhostctl shows progress and ends at 100%; the bdev is claimed while the import runs', async () => {
     await target('Tcli', 32);
@@ -84,7 +118,15 @@ describe.skipIf(!hasQemuImg)('bdev_import_image through the daemon', () => {
       (e, stdout, stderr) => res({ code: e ? 1 : 0, stdout, stderr })));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/\[#{30}\] 100\.0% 24\/24 MiB/);
-    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'complete', progress: 100 });
+    const sum = qemuSha256(join(dir, 'comp.qcow2'));
+    expect(r.stderr).toContain(`sha256 ${sum}\n`);
+    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'complete', progress: 100, sha256: sum });
+    // --sha256 with the wrong digest: vhostctl fails and says why
+    const w = await new Promise<{ code: number; stderr: string }>((res) => execFile(process.execPath,
+      [VHOSTCTL, '-s', d.sock, 'bdev_import_image', '-q', '-b', 'Tcli', '-f', join(dir, 'comp.qcow2'), '--sha256', 'f'.repeat(64)],
+      { timeout: 100_000 }, (e, _o, stderr) => res({ code: e ? 1 : 0, stderr })));
+    expect(w.code).toBe(1);
+    expect(w.stderr).toContain(`has SHA-256 ${sum}, expected ${'f'.repeat(64)}`);
     // while a job runs the bdev is claimed: a second import into it is refused
     const { operation_id } = await ok(d.sock, 'bdev_import_image', { name: 'Tcli', filename: join(dir, 'src.raw') });
     const again = await rpc(d.sock, 'bdev_import_image', { name: 'Tcli', filename: join(dir, 'src.raw') });
@@ -193,7 +235,7 @@ describe.skipIf(!hasQemuImg)('image import into a malloc bdev, read back through
     const id = imp.start(reg, 'M', join(dir, 'c.qcow2'));
     let j: any;
     for (;;) { [j] = imp.list(id); if (j.state !== 'in progress') break; await new Promise((r) => setTimeout(r, 50)); }
-    expect(j).toMatchObject({ state: 'complete', progress: 100 });
+    expect(j).toMatchObject({ state: 'complete', progress: 100, sha256: qemuSha256(join(dir, 'c.qcow2')) });
     const back = Buffer.from(await io.read(m, 0, 32 * MIB));
     expect(back.subarray(0, raw.length).equals(raw)).toBe(true);
     expect(back.subarray(raw.length).every((x) => x === 0x5a)).toBe(true);   // past the image: untouched

@@ -8,7 +8,7 @@ import { ClientError } from '../rpc-client.js';
 const limit = (name: string, help: string) => ({ name, flags: [`--${name}`], type: 'int' as const, help });
 
 interface Job { operation_id: number; state: string; progress: number; total_bytes: number; copied_bytes: number;
-  zero_bytes: number; mb_per_sec: number; error?: string }
+  zero_bytes: number; mb_per_sec: number; sha256?: string; error?: string }
 
 const POLL_MS = 250;
 const BAR = 30;
@@ -37,6 +37,7 @@ async function importImage(client: RpcClient, params: Record<string, unknown>, q
     if (j.state !== 'in progress') {
       if (tty && !quiet) process.stderr.write('\n');
       if (j.state === 'error') throw new ClientError(`image import ${id} failed: ${j.error}`);
+      if (!quiet && j.sha256) process.stderr.write(`sha256 ${j.sha256}\n`);
       return j;
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
@@ -56,12 +57,14 @@ export const imageCommands: CommandSpec[] = [
     { name: 'filename', flags: ['-f', '--filename'], required: true, help: 'image file (path as the daemon sees it)' },
     { name: 'format', flags: ['--format'], choices: ['raw', 'qcow2'], help: 'image format (default: detected)' },
     { name: 'skip_zeroes', flags: ['--skip-zeroes'], type: 'bool', help: 'do not write all-zero parts (a new thin lvol stays thin)' },
+    { name: 'sha256', flags: ['--sha256'], help: 'expected SHA-256 of the virtual disk (64 hex digits, as sha256sum prints); the import fails if it differs' },
     { name: 'no_wait', flags: ['--no-wait'], type: 'bool', param: false, help: 'return the operation_id at once' },
     { name: 'quiet', flags: ['-q', '--quiet'], type: 'bool', param: false, help: 'no progress bar' },
   ], run: (c, a) => {
     const params: Record<string, unknown> = { name: a.name, filename: a.filename };
     if (a.format !== undefined) params.format = a.format;
     if (a.skip_zeroes) params.skip_zeroes = true;
+    if (a.sha256 !== undefined) params.sha256 = a.sha256;
     return a.no_wait ? c.call('bdev_import_image', params) : importImage(c, params, a.quiet === true);
   } },
   { name: 'bdev_get_import_jobs', help: 'Show image imports: state, progress, errors', args: [
