@@ -72,6 +72,7 @@ export abstract class NvmeIoCommands extends NvmeCompletions {
       return;
     }
     if (!ns) { this.fail(sq, cid, D.SC.INVALID_NS | D.SC.DNR, LOC_NSID); return; }
+    // a switch, not a table: three cases on a small integer per I/O stay a jump in one monomorphic function
     switch (opc) {
       case D.IO.READ: case D.IO.WRITE: case D.IO.COMPARE: {
         // Compare turned off (nvmf_create_transport disable_compare): ONCS says so, the opcode is refused
