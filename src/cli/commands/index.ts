@@ -3,9 +3,11 @@ import type { CommandSpec } from './types.js';
 import { frameworkCommands } from './framework.js';
 import { bdevCommands } from './bdev.js';
 import { vhostCommands } from './vhost.js';
+import { nvmfCommands } from './nvmf.js';
 
 export const COMMANDS: CommandSpec[] = [
   ...frameworkCommands,
   ...bdevCommands,
   ...vhostCommands,
+  ...nvmfCommands,
 ];
