@@ -122,7 +122,7 @@ registerOp('scsi.startQueue', (r: Reactor, spec: ScsiStartSpec, reply) => {
     release(r, st);
     throw e;
   }
-  q.onBroken = (bq, why) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
+  q.onBroken = (bq: { lastAvail: number }, why: string) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
   queues.set(k, q);
   r.addPoller(q, spec.qid === CONTROLQ || spec.qid === EVENTQ);
   // commands left in flight by a previous back end run now, so that they are in the
