@@ -51,7 +51,10 @@ export class VhostUserDevice {
   private rlen = 0;
   private rfds: number[] = [];
   private queue: Message[] = [];
+  /** A message (or a cleanup) is being handled; others wait in order. */
   private busy = false;
+  /** Cleanups waiting for the message in hand to finish (woken one at a time by idle()). */
+  private idleWaiters: (() => void)[] = [];
   features = 0n;
   protocolFeatures = 0n;
   private featuresSet = false;
@@ -150,7 +153,7 @@ export class VhostUserDevice {
         await this.handle(m);
       }
     } finally {
-      this.busy = false;
+      this.idle();
     }
   }
 
@@ -608,10 +611,17 @@ export class VhostUserDevice {
   }
 
   private async afterIdle(f: () => Promise<void>): Promise<void> {
-    while (this.busy) await new Promise((r) => setTimeout(r, 1));
+    while (this.busy) await new Promise<void>((r) => this.idleWaiters.push(r));
     this.busy = true;
-    try { await f(); } catch (e) { log.error(`${this.target.ctrlr}: cleanup failed: ${(e as Error).message}`); } finally { this.busy = false; }
+    try { await f(); } catch (e) { log.error(`${this.target.ctrlr}: cleanup failed: ${(e as Error).message}`); } finally { this.idle(); }
     if (this.queue.length > 0) void this.pump();
+  }
+
+  /** The message or cleanup in hand is done: the next waiting cleanup runs. */
+  private idle(): void {
+    this.busy = false;
+    const w = this.idleWaiters.shift();
+    if (w) w();
   }
 
   async close(): Promise<void> {
