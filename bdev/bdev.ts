@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { BdevChannelSpec, IoTypeName } from './types.js';
 import { createStats, MAX_REACTORS } from './stats.js';
+import { createQosState } from './qos/qos_bucket.js';
 
 import type { ConfigCall } from '../src/framework/app_context.js';
 export type { ConfigCall };
@@ -25,9 +26,13 @@ export abstract class Bdev {
   readonly ioTypes: ReadonlySet<IoTypeName>;
   readonly maxIoBlocks: number;
   readonly stats: SharedArrayBuffer = createStats(MAX_REACTORS);
+  /** QoS rate limits, shared with every channel (bdev_set_qos_limit; see qos/qos.ts). */
+  readonly qos: SharedArrayBuffer = createQosState();
   /** The size in blocks as every reactor channel sees it (see setNumBlocks). */
   private readonly sizeCell = new Float64Array(new SharedArrayBuffer(8));
   private readonly resizeListeners = new Set<(b: Bdev, oldBlocks: number) => void>();
+  /** Found on another bdev by examine (lvols): save_config then ends the bdev config with bdev_wait_for_examine. */
+  readonly examined: boolean = false;
   /** Name of the owner holding an exclusive claim (e.g. a vhost controller), if any. */
   claimedBy: string | null = null;
   abstract readonly module: string;
@@ -45,7 +50,7 @@ export abstract class Bdev {
   channelSpec(): BdevChannelSpec {
     return {
       name: this.name, module: this.module, blockSize: this.blockSize, numBlocks: this.numBlocks,
-      size: this.sizeCell.buffer as SharedArrayBuffer, stats: this.stats, maxIoBlocks: this.maxIoBlocks, data: this.channelData(),
+      size: this.sizeCell.buffer as SharedArrayBuffer, qos: this.qos, stats: this.stats, maxIoBlocks: this.maxIoBlocks, data: this.channelData(),
     };
   }
 
@@ -68,8 +73,11 @@ export abstract class Bdev {
 
   /** Module data a reactor needs to open a channel (addresses, fds, flags). */
   protected abstract channelData(): Record<string, unknown>;
-  /** The RPC call that recreates this bdev (for save_config). */
-  abstract configCall(): ConfigCall;
+  /**
+   * The RPC call that recreates this bdev (for save_config); null when another bdev's call does
+   * (NVMe namespaces) or when examine finds it again (lvols: see `examined`).
+   */
+  abstract configCall(): ConfigCall | null;
   /** driver_specific section of bdev_get_bdevs, if any. */
   driverSpecific(): Record<string, unknown> | undefined { return undefined; }
   /** Work to finish before the bdev serves I/O (e.g. faulting in memory); runs off the main thread where it can. */

@@ -1,12 +1,14 @@
 // bdev_get_bdevs and bdev_get_iostat result objects, in SPDK's field layout.
 import type { Bdev } from './bdev.js';
 import { S, SLOT_DOUBLES, sumStats } from './stats.js';
+import { assignedRateLimits } from './qos/qos.js';
 
 const IO_TYPES = ['read', 'write', 'unmap', 'flush', 'reset', 'nvme_admin', 'nvme_io', 'nvme_io_md', 'write_zeroes',
   'zcopy', 'get_zone_info', 'zone_management', 'zone_append', 'compare', 'compare_and_write', 'abort', 'seek_hole',
   'seek_data', 'copy', 'nvme_iov_md'] as const;
 
-const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk', aio: 'AIO disk', uring: 'URING bdev', delay: 'delay' };
+const PRODUCT: Record<string, string> = { malloc: 'Malloc disk', null: 'Null disk', aio: 'AIO disk', uring: 'URING bdev', delay: 'delay', nvme: 'NVMe disk',
+  rbd: 'Ceph Rbd Disk', lvol: 'Logical Volume' };
 
 export function bdevInfo(b: Bdev): Record<string, unknown> {
   const supported: Record<string, boolean> = {};
@@ -18,7 +20,7 @@ export function bdevInfo(b: Bdev): Record<string, unknown> {
     block_size: b.blockSize,
     num_blocks: b.numBlocks,
     uuid: b.uuid,
-    assigned_rate_limits: { rw_ios_per_sec: 0, rw_mbytes_per_sec: 0, r_mbytes_per_sec: 0, w_mbytes_per_sec: 0 },
+    assigned_rate_limits: assignedRateLimits(b),
     claimed: b.claimedBy !== null,
   };
   if (b.claimedBy !== null) info.claim_type = 'exclusive_write';

@@ -1,12 +1,14 @@
 // The bdev layer's generic methods (bdev_get_bdevs, iostat) and the "bdev" save_config
 // subsystem: every bdev writes the call that recreates it (Bdev.configCall).
-import type { AppContext } from '../src/framework/app_context.js';
+import type { AppContext, ConfigCall } from '../src/framework/app_context.js';
 import { registerModule, registerSubsystem } from '../src/framework/module.js';
 import type { Bdev } from './bdev.js';
 import { resetStats } from './stats.js';
 import { MethodRegistry } from '../src/rpc/registry.js';
 import { RpcCode, RpcError } from '../src/rpc/errors.js';
 import { bdevInfo, deviceStat, ioStatFields, resetMaxMin, slotStat } from './bdev_info.js';
+import { moduleConfigCalls } from './module_config.js';
+import { qosConfigCalls } from './qos/qos.js';
 
 async function waitForBdev(ctx: AppContext, name: string, timeoutMs: number): Promise<Bdev | undefined> {
   const end = Date.now() + timeoutMs;
@@ -62,9 +64,23 @@ export function registerBdevMethods(reg: MethodRegistry): void {
     return true;
   });
 
-  // SPDK writes this at the end of every bdev config; nothing to wait for here
-  reg.register('bdev_wait_for_examine', {}, () => true);
+  // SPDK writes this at the end of every bdev config: bdevs found on others (lvols) exist after it
+  reg.register('bdev_wait_for_examine', {}, async (_p, ctx) => { await ctx.bdevs.waitForExamine(); return true; });
 }
 
-registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: (ctx) => ctx.bdevs.list().map((b) => b.configCall()) });
+function bdevConfigCalls(ctx: AppContext): ConfigCall[] {
+  const bdevs = ctx.bdevs.list();
+  // module-level objects (rbd clusters) come before the bdevs that use them; as SPDK, each
+  // bdev's creation call is followed by its QoS limits
+  const calls = [...moduleConfigCalls(), ...bdevs.flatMap((b) => {
+    const c = b.configCall();
+    return c ? [c, ...qosConfigCalls(b)] : [];
+  })];
+  // bdevs that examine finds (lvols) are not written: as SPDK, wait for them before their consumers
+  if (!bdevs.some((b) => b.examined)) return calls;
+  return [...calls, { method: 'bdev_wait_for_examine', params: {} },
+    ...bdevs.filter((b) => b.examined).flatMap((b) => qosConfigCalls(b))];
+}
+
+registerSubsystem({ name: 'bdev', dependsOn: [], configCalls: bdevConfigCalls });
 registerModule({ name: 'bdev', subsystem: 'bdev', rpc: registerBdevMethods });

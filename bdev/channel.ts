@@ -4,6 +4,7 @@ import { BdevIo } from './bdev_io.js';
 import { BdevChannelSpec, IoStatus, IoType } from './types.js';
 import { histBucket, S, SLOT_DOUBLES } from './stats.js';
 import { IoSplitter } from './split.js';
+import { QosQueue } from './qos/qos_queue.js';
 
 /** One I/O in this many is timed (a power of two); latency sums are scaled up by it. */
 export const LAT_SAMPLE = 16;
@@ -15,12 +16,15 @@ export abstract class BdevChannel {
   private readonly sizeCell: Float64Array;
   private readonly st: Float64Array;
   private splitter: IoSplitter | null = null;
+  /** Rate limits (bdev_set_qos_limit): reads and writes without budget wait here. */
+  readonly qos: QosQueue | null;
 
   constructor(readonly spec: BdevChannelSpec, reactorIndex: number) {
     this.blockSize = spec.blockSize;
     this.sizeCell = spec.size ? new Float64Array(spec.size, 0, 1) : Float64Array.of(spec.numBlocks);
     this.maxIoBlocks = spec.maxIoBlocks;
     this.st = new Float64Array(spec.stats, reactorIndex * SLOT_DOUBLES * 8, SLOT_DOUBLES);
+    this.qos = spec.qos ? new QosQueue(spec.qos, this) : null;
   }
 
   private sampleSeq = 0;
@@ -36,6 +40,13 @@ export abstract class BdevChannel {
       this.complete(io, IoStatus.OUT_OF_RANGE);
       return;
     }
+    const q = this.qos;
+    if (q !== null && q.on[0] !== 0 && q.hold(io)) return;
+    this.resume(io);
+  }
+
+  /** Runs an I/O that QoS admitted: split at the module's limit, or straight to the module. */
+  resume(io: BdevIo): void {
     if (this.maxIoBlocks > 0 && io.numBlocks > this.maxIoBlocks) {
       if (this.splitter === null) this.splitter = new IoSplitter(this);
       if (this.splitter.needs(io)) { this.splitter.submit(io); return; }
@@ -62,6 +73,12 @@ export abstract class BdevChannel {
   /** Before the reactor sleeps: can it (will a wake fd fire for every pending completion)? */
   canSleep(): boolean { return this.inflight() === 0 || this.eventFd() >= 0; }
   destroy(): void { /* nothing by default */ }
+
+  // What the reactor (or a bdev stacked on this one) calls: the module's part plus the layer's QoS.
+  pollAll(): number { const q = this.qos; return q === null ? this.poll() : this.poll() + q.poll(); }
+  wakeFdsAll(): number[] { const fds = this.wakeFds(); return this.qos ? [...fds, this.qos.wakeFd()] : fds; }
+  canSleepAll(): boolean { return (this.qos === null || this.qos.canSleep()) && this.canSleep(); }
+  closeAll(): void { this.qos?.destroy(); this.destroy(); }
 
   complete(io: BdevIo, status: number): void {
     io.status = status;

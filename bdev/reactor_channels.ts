@@ -8,12 +8,13 @@ import { BdevChannel, openChannel } from './channel.js';
 class BdevReactorChannel implements ReactorChannel {
   readonly poller: Poller | null;
   constructor(readonly ch: BdevChannel, name: string) {
-    if (ch.poll === BdevChannel.prototype.poll) { this.poller = null; return; }
-    const fds = ch.wakeFds();
-    this.poller = { name: `bdev:${name}`, poll: () => ch.poll(), wakeFds: () => fds,
-      armInterrupt: () => ch.canSleep(), disarmInterrupt: () => {} };
+    // the module's completions and the layer's QoS queue (see bdev/qos)
+    if (ch.poll === BdevChannel.prototype.poll && ch.qos === null) { this.poller = null; return; }
+    const fds = ch.wakeFdsAll();
+    this.poller = { name: `bdev:${name}`, poll: () => ch.pollAll(), wakeFds: () => fds,
+      armInterrupt: () => ch.canSleepAll(), disarmInterrupt: () => {} };
   }
-  destroy(): void { this.ch.destroy(); }
+  destroy(): void { this.ch.closeAll(); }
 }
 
 /** Opens (or shares) reactor `r`'s channel to a bdev. */

@@ -19,15 +19,36 @@ declare module '../src/framework/app_context.js' {
   interface AppContext { readonly bdevs: BdevRegistry }
 }
 
+/** Looks at a new bdev (e.g. for an lvstore superblock) and may register bdevs on it (SPDK's examine). */
+export type Examiner = (bdev: Bdev, registry: BdevRegistry) => Promise<void>;
+const examiners: Examiner[] = [];
+/** Modules add their examine function once, at load. */
+export function addExaminer(e: Examiner): void { if (!examiners.includes(e)) examiners.push(e); }
+
 export class BdevRegistry {
   private readonly byName = new Map<string, Bdev>();
+  private readonly removeHooks: ((b: Bdev) => Promise<void> | void)[] = [];
+  private readonly examining = new Set<Promise<void>>();
 
   register(bdev: Bdev): void {
     if (this.byName.has(bdev.name)) {
       throw new BdevError('exists', `bdev '${bdev.name}' already exists: pick another name or delete the existing one first`);
     }
     this.byName.set(bdev.name, bdev);
+    for (const e of examiners) {
+      const p: Promise<void> = e(bdev, this).catch(() => { /* the examiner logs its own failures */ })
+        .finally(() => this.examining.delete(p));
+      this.examining.add(p);
+    }
   }
+
+  /** Resolves once every examine started so far has finished (bdev_wait_for_examine). */
+  async waitForExamine(): Promise<void> {
+    while (this.examining.size > 0) await Promise.all([...this.examining]);
+  }
+
+  /** Runs `fn` before a bdev is destroyed (after it left the registry). */
+  onRemove(fn: (b: Bdev) => Promise<void> | void): void { this.removeHooks.push(fn); }
 
   /** Looks a bdev up by name, alias or UUID. */
   find(name: string): Bdev | undefined {
@@ -69,6 +90,7 @@ export class BdevRegistry {
       throw new BdevError('claimed', `bdev '${b.name}' is in use by ${b.claimedBy}: remove that first`);
     }
     this.byName.delete(b.name);
+    for (const h of this.removeHooks) await h(b);
     await b.destroy();
   }
 }

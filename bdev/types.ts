@@ -20,6 +20,8 @@ export interface BdevChannelSpec {
   numBlocks: number;
   /** One Float64: the current size in blocks, shared with every channel (a resize updates it). */
   size?: SharedArrayBuffer;
+  /** QoS rate limits shared by every channel (qos/qos_bucket.ts). */
+  qos?: SharedArrayBuffer;
   /** Per-reactor statistics slots (see stats.ts). */
   stats: SharedArrayBuffer;
   /** Largest I/O the module accepts in one piece, in blocks (0 = no limit). */

@@ -8,6 +8,7 @@ import { ConfigPersister } from './config/persist.js';
 import { NvmfManager } from '../targets/nvme/nvmf_manager.js';
 import { VERSION } from './framework/app_context.js';
 import { BdevRegistry } from '../bdev/registry.js';
+import { ctrlIo } from '../bdev/ctrl_io.js';
 import { logger, setLogFlag, setLogLevel, Level } from './log.js';
 import { MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
@@ -174,6 +175,7 @@ function reactorStartError(e: unknown, opts: DaemonOptions): Error {
 async function startApp(app: App): Promise<void> {
   const opts = app.opts;
   const rpcMethods = app.rpc;
+  ctrlIo.attach(app.reactors, app.bdevs);
   registerFrameworkMethods(rpcMethods);
   registerLogMethods(rpcMethods);
   registerCpuLockMethods(rpcMethods, app);

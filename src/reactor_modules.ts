@@ -8,3 +8,7 @@ import '../bdev/file/file_channel.js';
 import '../targets/scsi/scsi_reactor.js';
 import '../targets/nvme/nvme_reactor.js';
 import '../bdev/delay/delay_channel.js';
+import '../bdev/rbd/rbd_channel.js';
+import '../bdev/nvme/nvme_channel.js';
+import '../bdev/ctrl_io_reactor.js';
+import '../bdev/lvol/lvol_channel.js';

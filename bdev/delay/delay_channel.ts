@@ -118,18 +118,18 @@ export class DelayChannel extends BdevChannel implements BdevIoSink {
   }
 
   override poll(): number {
-    let work = this.base.poll();
+    let work = this.base.pollAll();
     if (this.held > 0 && (++this.polls % CLOCK_EVERY === 0 || work > 0)) work += this.expire(performance.now());
     return work;
   }
 
   override inflight(): number { return this.atBase + this.held; }
-  override wakeFds(): number[] { return [this.tfd, ...this.base.wakeFds()]; }
+  override wakeFds(): number[] { return [this.tfd, ...this.base.wakeFdsAll()]; }
 
   /** Before the reactor sleeps: the timerfd is armed for the earliest deadline. */
   override canSleep(): boolean {
     eventfdDrain(this.tfd);
-    if (!this.base.canSleep()) return false;
+    if (!this.base.canSleepAll()) return false;
     if (this.held === 0) return true;
     let first = Infinity;
     for (let k = 0; k < LATENCY_COUNT; k++) if (this.head[k] !== NONE && this.due[this.head[k]] < first) first = this.due[this.head[k]];
@@ -140,7 +140,7 @@ export class DelayChannel extends BdevChannel implements BdevIoSink {
   }
 
   override destroy(): void {
-    this.base.destroy();
+    this.base.closeAll();
     closeQuiet(this.tfd);
   }
 }

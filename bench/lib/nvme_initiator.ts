@@ -17,7 +17,7 @@
 // fill up), so trapped mode costs about one message per I/O, not two.
 import * as libc from "../../native/libc.js";
 import * as P from "../../src/vfio_user/protocol.js";
-import { VfioUserClient, type RegionInfo } from "./vfio_user_client.js";
+import { VfioUserClient, type RegionInfo } from "../../src/vfio_user/client.js";
 
 export type DoorbellMode = "mmap" | "shadow" | "trap";
 

@@ -27,10 +27,12 @@ export function parseCommandArgs(cmd: CommandSpec, argv: string[]): Args {
     if (a.startsWith('-') && a.length > 1 && !/^-\d/.test(a)) {
       const spec = specs.find((s) => s.flags?.includes(a));
       if (!spec) throw new UsageError(`${cmd.name}: unknown option '${a}' (see vhostctl ${cmd.name} --help)`);
-      if (spec.type === 'bool') { out[spec.name] = true; continue; }
+      if (spec.type === 'bool') { out[spec.name] = spec.store ?? true; continue; }
       const raw = inline ?? argv[++i];
       if (raw === undefined) throw new UsageError(`${cmd.name}: option ${a} needs a value`);
-      out[spec.name] = convert(spec, raw, `${cmd.name}: ${a}`);
+      const v = convert(spec, raw, `${cmd.name}: ${a}`);
+      if (spec.repeat) out[spec.name] = [...((out[spec.name] as (string | number)[] | undefined) ?? []), v];
+      else out[spec.name] = v;
       continue;
     }
     const spec = positional[pos++];
@@ -67,7 +69,8 @@ export function commandHelp(cmd: CommandSpec): string {
     lines.push('', 'Arguments:');
     for (const s of specs) {
       const left = s.flags ? s.flags.join(', ') + (s.type === 'bool' ? '' : ` ${s.name.toUpperCase()}`) : s.name;
-      lines.push(`  ${left.padEnd(34)} ${s.help}${s.choices ? ` (one of ${s.choices.join(', ')})` : ''}`);
+      const notes = `${s.choices ? ` (one of ${s.choices.join(', ')})` : ''}${s.repeat ? ' (may be repeated)' : ''}`;
+      lines.push(`  ${left.padEnd(34)} ${s.help}${notes}`);
     }
   }
   return lines.join('\n') + '\n';

@@ -30,7 +30,7 @@ function usage(): string {
 
 Options:
   -s, --server SOCKET   vhostd RPC socket (default ${DEFAULT_RPC_SOCKET})
-  -t, --timeout SECS    seconds to wait for each response (default 60)
+  -t, --timeout SECS    seconds to wait for each response (default 60; 90 for bdev_lvol_create_lvstore, as rpc.py)
   -h, --help            this help; 'vhostctl COMMAND --help' for a command
 
 Commands:
@@ -44,7 +44,7 @@ function print(result: unknown, indent = 2): void {
 }
 
 async function main(argv: string[]): Promise<number> {
-  let socket = DEFAULT_RPC_SOCKET, timeout = 60;
+  let socket = DEFAULT_RPC_SOCKET, timeout: number | undefined;
   let i = 0;
   for (; i < argv.length && argv[i].startsWith('-'); i++) {
     const a = argv[i];
@@ -65,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
   if (rest.includes('-h') || rest.includes('--help')) { process.stdout.write(commandHelp(cmd)); return 0; }
   const args = parseCommandArgs(cmd, rest);
   const params = cmd.run ? undefined : (cmd.params ? cmd.params(args) : defaultParams(cmd, args));
-  const client = await RpcClient.connect(socket, timeout * 1000);
+  const client = await RpcClient.connect(socket, (timeout ?? cmd.timeoutSec ?? 60) * 1000);
   try {
     const result = cmd.run ? await cmd.run(client, args) : await client.call(cmd.method ?? cmd.name, params);
     print(result, typeof args.indent === 'number' ? args.indent : 2);

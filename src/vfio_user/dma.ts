@@ -3,7 +3,12 @@
 // as MemRegionSpec data (gpa = DMA address = uaddr). Windows without an fd are kept
 // (for overlap checks and reporting) but are not accessible: a command that points
 // into them fails with a data transfer error.
+// The client's memory fds get the same rules as vhost-user guest memory: a window larger
+// than its file is refused, a memfd that allows sealing is sealed against shrinking, and
+// every mapping is put under the SIGBUS guard (native/sigbus.ts), so a file truncated
+// under it fails that client (onLost), not the process.
 import { mmap, munmap, closeQuiet } from '../../native/libc.js';
+import { GuardSlot, guardMapping, installSigbusGuard, unguardMapping } from '../../native/sigbus.js';
 import { checkBacked, guardShrink } from '../vhost/memory_table.js';
 import { MemRegionSpec, MAX_ADDR } from '../memory/guest_memory.js';
 import { E, VfioUserError } from './protocol.js';
@@ -16,12 +21,17 @@ export interface DmaWindow {
   hva: number;
   mapAddr: number;
   mapLen: number;
+  /** Its slot in the SIGBUS guard (null: not guarded, the fd cannot shrink). */
+  guard: GuardSlot | null;
 }
 
 export const MAX_DMA_WINDOWS = 1024;
 
 export class DmaTable {
   private readonly wins: DmaWindow[] = [];
+
+  /** `onLost` runs on the main thread after a guarded window took a SIGBUS (it now reads zeros). */
+  constructor(private readonly onLost: (w: DmaWindow) => void = () => {}) {}
 
   get windows(): readonly DmaWindow[] { return this.wins; }
 
@@ -38,15 +48,22 @@ export class DmaTable {
           throw new VfioUserError(E.EEXIST, `DMA_MAP 0x${iova.toString(16)}+0x${size.toString(16)} overlaps the window at 0x${w.iova.toString(16)}`);
         }
       }
-      let mapAddr = 0, mapLen = 0, hva = 0;
+      const w: DmaWindow = { iova, size, flags, hva: 0, mapAddr: 0, mapLen: 0, guard: null };
       if (fd >= 0) {
-        mapLen = offset + size;
-        guardShrink(fd);
+        const mapLen = offset + size;
+        let mapAddr: number;
+        const shrinkProof = guardShrink(fd);
         try { checkBacked(fd, mapLen, 'DMA window'); } catch (e) { throw new VfioUserError(E.EINVAL, (e as Error).message); }
         try { mapAddr = mmap(mapLen, fd); } catch (e) { throw new VfioUserError(E.ENOMEM, `cannot map DMA window: ${(e as Error).message}`); }
-        hva = mapAddr + offset;
+        const why = installSigbusGuard();
+        const guard = why ? null : guardMapping(mapAddr, mapLen, () => this.onLost(w));
+        if (!guard && !shrinkProof) {
+          try { munmap(mapAddr, mapLen); } catch { /* gone */ }
+          throw new VfioUserError(E.EINVAL, `DMA window at 0x${iova.toString(16)} is a file that is not sealed against shrinking, ` +
+            `and ${why ?? 'the SIGBUS guard has no free slot'}: map a memfd that allows sealing (QEMU: memory-backend-memfd)`);
+        }
+        w.hva = mapAddr + offset; w.mapAddr = mapAddr; w.mapLen = mapLen; w.guard = guard;
       }
-      const w: DmaWindow = { iova, size, flags, hva, mapAddr, mapLen };
       this.wins.push(w);
       this.wins.sort((a, b) => a.iova - b.iova);
       return w;
@@ -67,7 +84,10 @@ export class DmaTable {
   }
 
   static unmapWindow(w: DmaWindow): void {
+    unguardMapping(w.guard);
+    w.guard = null;
     if (w.mapAddr) { try { munmap(w.mapAddr, w.mapLen); } catch { /* gone */ } }
+    w.mapAddr = 0;
   }
 
   /** The mappable windows, as reactors see guest memory. */

@@ -1,11 +1,16 @@
 // A vfio-user server socket: accepts one client at a time, frames its messages (with
 // the fds passed alongside), runs them strictly in order (a reply may wait for a
 // reactor) and hands device-specific work to a VfioUserDevice.
+// The client is not trusted: replies never wait (a client that stops reading is dropped),
+// a client that sends faster than its messages are handled is not read from until they
+// are, and a client whose DMA memory loses its backing (SIGBUS guard) is dropped.
 import { unlinkSync } from 'node:fs';
 import { applySocketAccess, prepareSocketPath } from '../framework/socket_file.js';
 import { FdLoop } from '../vhost/fd_loop.js';
 import { unixListen, unixAccept, recvWithFds, sendWithFds, shutdownSocket } from '../../native/socket.js';
 import { closeQuiet } from '../../native/libc.js';
+import { NativeError } from '../../native/errors.js';
+import { checkLostMappings, installSigbusGuard, sigbusEventFd } from '../../native/sigbus.js';
 import { MAX_ADDR } from '../memory/guest_memory.js';
 import { DmaTable, DmaWindow } from './dma.js';
 import * as P from './protocol.js';
@@ -44,11 +49,22 @@ export interface VfioUserDevice {
 export class VfioUserServer {
   private listenFd = -1;
   private connFd = -1;
+  /** Counts accepted clients: a message is handled and answered only for the client it came from. */
+  private connGen = 0;
+  /** Clients accepted while one is served, not read from yet (the next is served when it goes). */
+  private waiting: number[] = [];
+  /** Messages (and their bytes) read and not handled yet; reading pauses at MAX_QUEUED or MAX_QUEUED_BYTES. */
+  private queued = 0;
+  private queuedBytes = 0;
+  private paused = false;
+  private closed = false;
   private buf = new Uint8Array(64 * 1024);
   private have = 0;
   private pendingFds: number[] = [];
   private chain: Promise<void> = Promise.resolve();
-  readonly dma = new DmaTable();
+  readonly dma = new DmaTable((w) => this.memoryLost(w));
+  /** The client (connGen) that mapped each window. */
+  private readonly windowOwner = new WeakMap<DmaWindow, number>();
   negotiated = false;
   clientCaps: Record<string, unknown> = {};
   /** Messages handled, by command name (diagnostics). */
@@ -69,23 +85,37 @@ export class VfioUserServer {
       throw e;
     }
     this.loop.watch(this.listenFd, () => this.onAccept());
+    watchSigbus(this.loop);
   }
 
   private onAccept(): void {
     for (;;) {
       const fd = unixAccept(this.listenFd);
       if (fd < 0) return;
-      if (this.connFd >= 0) {
-        log.warn(`${this.path}: a second client connected while one is served: refused`);
+      if (this.connFd < 0 && !this.closed) { this.adopt(fd); continue; }
+      // one client at a time; the next waits (unread) until this one has gone, as the
+      // previous one may just have closed without us having seen it yet
+      if (this.waiting.length >= MAX_WAITING || this.closed) {
+        log.warn(`${this.path}: refusing a client: one is connected and ${MAX_WAITING} more wait; ` +
+          'close the connections that are not in use');
         closeQuiet(fd);
         continue;
       }
-      this.connFd = fd;
-      this.have = 0;
-      this.negotiated = false;
-      log.info(`${this.path}: client connected`);
-      this.loop.watch(fd, () => this.onReadable());
+      this.waiting.push(fd);
+      log.info(`${this.path}: a client waits until the connected one disconnects`);
     }
+  }
+
+  private adopt(fd: number): void {
+    this.connFd = fd;
+    this.connGen++;
+    this.have = 0;
+    this.queued = 0;
+    this.queuedBytes = 0;
+    this.paused = false;
+    this.negotiated = false;
+    log.info(`${this.path}: client connected`);
+    this.loop.watch(fd, () => this.onReadable());
   }
 
   /**
@@ -97,12 +127,19 @@ export class VfioUserServer {
     const fd = this.connFd;
     if (fd < 0) return;
     for (;;) {
+      if (this.connFd !== fd) return;
+      if (this.queued >= MAX_QUEUED || this.queuedBytes >= MAX_QUEUED_BYTES) {
+        // the client sends faster than its messages are handled: stop reading (its sends
+        // block, not us) until the backlog is gone
+        this.paused = true;
+        this.loop.unwatch(fd);
+        return;
+      }
       let want = P.HDR_SIZE - this.have;
       if (want <= 0) {
         const h = P.readHeader(this.buf, 0);
         if (h.size < P.HDR_SIZE || h.size > P.MAX_MSG_SIZE) {
-          log.error(`${this.path}: message of ${h.size} bytes (command ${h.cmd}): protocol error, closing the connection`);
-          this.dropClient();
+          this.dropClient(`a message of ${h.size} bytes (command ${h.cmd}) is a protocol error`);
           return;
         }
         if (this.have >= h.size) { this.deliver(h); continue; }
@@ -115,8 +152,7 @@ export class VfioUserServer {
       }
       let r;
       try { r = recvWithFds(fd, this.buf, this.have, want); } catch (e) {
-        log.warn(`${this.path}: ${(e as Error).message}`);
-        this.dropClient();
+        this.dropClient((e as Error).message);
         return;
       }
       for (const x of r.fds) this.pendingFds.push(x);
@@ -131,25 +167,46 @@ export class VfioUserServer {
     const fds = this.pendingFds;
     this.pendingFds = [];
     this.have = 0;
-    const conn = this.connFd;
-    this.chain = this.chain.then(() => this.handle(conn, h, payload, fds)).catch((e) => {
+    const gen = this.connGen;
+    this.queued++;
+    this.queuedBytes += h.size;
+    this.chain = this.chain.then(() => this.handle(gen, h, payload, fds)).catch((e) => {
       log.error(`${this.path}: ${(e as Error).stack ?? e}`);
-    });
+    }).then(() => this.handled(gen, h.size));
   }
 
-  private reply(conn: number, h: P.MsgHeader, payload?: Uint8Array, fds: number[] = []): void {
-    if (h.flags & P.FLAG_NO_REPLY || conn !== this.connFd) return;
-    sendWithFds(conn, P.message({ id: h.id, cmd: h.cmd, flags: P.TYPE_REPLY, error: 0 }, payload), fds);
+  /** One message of client `gen` is done: resume reading a paused client once its backlog is gone. */
+  private handled(gen: number, size: number): void {
+    if (gen !== this.connGen || this.connFd < 0) return;
+    this.queued--;
+    this.queuedBytes -= size;
+    if (this.paused && this.queued === 0) {
+      this.paused = false;
+      this.loop.watch(this.connFd, () => this.onReadable());
+    }
   }
 
-  private replyError(conn: number, h: P.MsgHeader, errno: number): void {
-    if (conn !== this.connFd) return;
+  /** Sends a reply without ever waiting: a client whose socket is full does not read its replies and is dropped. */
+  private send(gen: number, msg: Uint8Array, fds: number[] = []): void {
+    if (gen !== this.connGen || this.connFd < 0) return;
+    try { sendWithFds(this.connFd, msg, fds, 0); } catch (e) {
+      if (e instanceof NativeError && e.code === 'EAGAIN') this.dropClient(`reply failed (${e.message}): the client does not read its replies`);
+      else this.dropClient();   // it closed before its reply
+    }
+  }
+
+  private reply(gen: number, h: P.MsgHeader, payload?: Uint8Array, fds: number[] = []): void {
+    if (h.flags & P.FLAG_NO_REPLY) return;
+    this.send(gen, P.message({ id: h.id, cmd: h.cmd, flags: P.TYPE_REPLY, error: 0 }, payload), fds);
+  }
+
+  private replyError(gen: number, h: P.MsgHeader, errno: number): void {
     // an error is always reported, even for no_reply commands (the client must learn of it)
-    sendWithFds(conn, P.message({ id: h.id, cmd: h.cmd, flags: P.TYPE_REPLY | P.FLAG_ERROR, error: errno }));
+    this.send(gen, P.message({ id: h.id, cmd: h.cmd, flags: P.TYPE_REPLY | P.FLAG_ERROR, error: errno }));
   }
 
-  private async handle(conn: number, h: P.MsgHeader, p: Uint8Array, fds: number[]): Promise<void> {
-    if (conn !== this.connFd) { fds.forEach(closeQuiet); return; }
+  private async handle(gen: number, h: P.MsgHeader, p: Uint8Array, fds: number[]): Promise<void> {
+    if (gen !== this.connGen || this.connFd < 0) { fds.forEach(closeQuiet); return; }
     const name = P.cmdNames[h.cmd] ?? `cmd${h.cmd}`;
     this.counts[name] = (this.counts[name] ?? 0) + 1;
     if ((h.flags & P.FLAG_TYPE_MASK) !== P.TYPE_COMMAND) {
@@ -159,12 +216,12 @@ export class VfioUserServer {
     }
     try {
       const r = await this.dispatch(h, p, fds);
-      this.reply(conn, h, r?.payload, r?.fds);
+      this.reply(gen, h, r?.payload, r?.fds);
     } catch (e) {
       const errno = e instanceof P.VfioUserError ? e.errno : P.E.EIO;
       if (e instanceof P.VfioUserError) log.warn(`${this.path}: ${name}: ${e.message}`);
       else log.error(`${this.path}: ${name} failed: ${(e as Error).stack ?? e}`);
-      this.replyError(conn, h, errno);
+      this.replyError(gen, h, errno);
     }
   }
 
@@ -200,7 +257,7 @@ export class VfioUserServer {
         const flags = dv.getUint32(4, true);
         let iova, size, offset;
         try { offset = u64(8); iova = u64(16); size = u64(24); } catch (e) { fds.forEach(closeQuiet); throw e; }
-        this.dma.map(iova, size, offset, flags, fds.length ? fds[0] : -1);
+        this.windowOwner.set(this.dma.map(iova, size, offset, flags, fds.length ? fds[0] : -1), this.connGen);
         await this.device.memoryChanged(this.dma);
         return;
       }
@@ -286,7 +343,8 @@ export class VfioUserServer {
     }
   }
 
-  private dropClient(): void {
+  /** Closes the connection (with `why`: the server drops the client, logged as a warning). */
+  private dropClient(why?: string): void {
     const fd = this.connFd;
     if (fd < 0) return;
     this.loop.unwatch(fd);
@@ -295,7 +353,8 @@ export class VfioUserServer {
     this.pendingFds = [];
     shutdownSocket(fd);
     closeQuiet(fd);
-    log.info(`${this.path}: client disconnected`);
+    if (why) log.warn(`${this.path}: client dropped: ${why}`);
+    else log.info(`${this.path}: client disconnected`);
     this.chain = this.chain.then(async () => {
       try { await this.device.disconnected(); } catch (e) { log.error(`${this.path}: disconnect: ${(e as Error).message}`); }
       // all windows go: tell the device first, then unmap
@@ -303,14 +362,42 @@ export class VfioUserServer {
       try { await this.device.memoryChanged(this.dma); } catch { /* device stopped */ }
       this.dma.clear();
     });
+    // the next waiting client goes on now; its messages wait for the cleanup above
+    const next = this.closed ? undefined : this.waiting.shift();
+    if (next !== undefined) this.adopt(next);
+  }
+
+  /** A guarded DMA window took a SIGBUS: it now reads zeros, and its client is dropped. */
+  private memoryLost(w: DmaWindow): void {
+    if (this.windowOwner.get(w) !== this.connGen || this.connFd < 0) return;   // its client is gone already
+    log.error(`${this.path}: DMA window at 0x${w.iova.toString(16)} (${w.size} bytes) lost its backing under vhostd's mapping ` +
+      '(the client truncated the file, or its filesystem ran out of space): it now reads as zeros; the client is dropped. ' +
+      'Do not shrink memory files while a vfio-user server uses them.');
+    this.dropClient('its DMA memory lost its backing (SIGBUS)');
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    for (const fd of this.waiting) closeQuiet(fd);
+    this.waiting = [];
     this.dropClient();
     await this.chain;
     if (this.listenFd >= 0) { this.loop.unwatch(this.listenFd); closeQuiet(this.listenFd); this.listenFd = -1; }
     try { unlinkSync(this.path); } catch { /* gone */ }
   }
+}
+
+/** Clients accepted while another is connected, kept waiting (more are refused). */
+const MAX_WAITING = 8;
+/** Messages (bytes) read ahead of the one being handled before the server stops reading a client. */
+const MAX_QUEUED = 64, MAX_QUEUED_BYTES = 4 << 20;
+
+/** The SIGBUS guard's eventfd is watched once per loop (one per process; vhost-user watches it on its own loop). */
+const sigbusWatched = new WeakSet<FdLoop>();
+function watchSigbus(loop: FdLoop): void {
+  if (sigbusWatched.has(loop) || installSigbusGuard() !== null) return;
+  sigbusWatched.add(loop);
+  loop.watch(sigbusEventFd(), () => checkLostMappings());
 }
 
 /**

@@ -6,6 +6,7 @@ import { addSeals, closeQuiet, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, MFD_ALLO
 import { inflightQueueBytes } from '../virtio/inflight.js';
 import { FdLoop } from './fd_loop.js';
 import * as P from './protocol.js';
+import { dmaRegistry } from '../memory/dma_registry.js';
 import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked, guardShrink, guardRegion }
   from './memory_table.js';
 import { GuardSlot, guardMapping, unguardMapping, installSigbusGuard, sigbusEventFd, checkLostMappings } from '../../native/sigbus.js';
@@ -527,6 +528,7 @@ export class VhostUserDevice {
       throw e;
     }
     this.regions = next;
+    await dmaRegistry.setRegions(this, next.map((r) => ({ hva: r.hva, size: r.size, fd: r.dmaFd, offset: r.mmapOffset })));
     for (const r of old) if (!next.includes(r)) unmapRegion(r);
     if (!this.warnedShrink && next.some((r) => !r.shrinkProof)) {
       this.warnedShrink = true;
@@ -552,6 +554,7 @@ export class VhostUserDevice {
       closeQuiet(v.kickFd); closeQuiet(v.callFd); closeQuiet(v.errFd);
     }
     this.vrings = this.vrings.map((v) => newVring(v.index));
+    await dmaRegistry.setRegions(this, []);
     for (const r of this.regions) unmapRegion(r);
     this.regions = [];
     this.dropInflight();

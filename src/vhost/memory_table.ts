@@ -3,6 +3,7 @@
 import { fstatSync } from 'node:fs';
 import { mmap, munmap, closeQuiet, getSeals, addSeals, F_SEAL_SHRINK } from '../../native/libc.js';
 import { MemRegionSpec, MAX_ADDR } from '../memory/guest_memory.js';
+import { dmaRegistry } from '../memory/dma_registry.js';
 import { GuardSlot, guardMapping, installSigbusGuard, unguardMapping } from '../../native/sigbus.js';
 
 export interface MappedRegion extends MemRegionSpec {
@@ -11,6 +12,8 @@ export interface MappedRegion extends MemRegionSpec {
   mapLen: number;
   /** The fd cannot shrink under the mapping (see guardShrink). */
   shrinkProof: boolean;
+  /** A dup of the region's fd kept for DMA mapping (src/memory/dma_registry.ts), or -1. */
+  dmaFd: number;
   /** Its slot in the SIGBUS guard (native/sigbus.ts), once guarded. */
   guard?: GuardSlot | null;
 }
@@ -38,7 +41,7 @@ export function mapRegion(r: { gpa: number; size: number; uaddr: number; mmapOff
     checkBacked(fd, mapLen, 'guest memory region');
     let mapAddr: number;
     try { mapAddr = mmap(mapLen, fd); } catch (e) { throw new MemoryError(`cannot map guest memory region: ${(e as Error).message}`); }
-    return { ...r, mapAddr, mapLen, hva: mapAddr + r.mmapOffset, shrinkProof };
+    return { ...r, mapAddr, mapLen, hva: mapAddr + r.mmapOffset, shrinkProof, dmaFd: dmaRegistry.keepFd(fd) };
   } finally {
     closeQuiet(fd);
   }
@@ -92,6 +95,7 @@ export function unmapRegion(r: MappedRegion): void {
   unguardMapping(r.guard ?? null);
   r.guard = null;
   try { munmap(r.mapAddr, r.mapLen); } catch { /* already gone */ }
+  dmaRegistry.release(r.dmaFd);
 }
 
 /** Rejects overlapping guest-physical ranges. */

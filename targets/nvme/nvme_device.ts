@@ -8,6 +8,7 @@ import { ReactorPool } from '../../src/reactor/pool.js';
 import { DmaTable, DmaWindow } from '../../src/vfio_user/dma.js';
 import { RegionInfo, VfioUserDevice } from '../../src/vfio_user/server.js';
 import * as P from '../../src/vfio_user/protocol.js';
+import { requireEventfd } from '../../src/vhost/fd_kind.js';
 import { Bdev } from '../../bdev/bdev.js';
 import * as D from './nvme_defs.js';
 import { PciConfig, CONFIG_SIZE, BAR4_SIZE } from './pci_config.js';
@@ -118,6 +119,11 @@ export class NvmeDevice implements VfioUserDevice {
       if (fds.length !== 0 && fds.length !== count) {
         fds.forEach(closeQuiet);
         throw new P.VfioUserError(P.E.EINVAL, `SET_IRQS for ${count} vectors came with ${fds.length} fds`);
+      }
+      // only eventfds, made non-blocking: signalling a vector must never block a reactor
+      try { fds.forEach((fd, i) => requireEventfd(fd, `the fd of MSI-X vector ${start + i}`)); } catch (e) {
+        fds.forEach(closeQuiet);
+        throw new P.VfioUserError(P.E.EINVAL, `${(e as Error).message}; no vector was changed`);
       }
       for (let i = 0; i < count; i++) {
         const old = this.msix[start + i];

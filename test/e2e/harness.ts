@@ -80,6 +80,8 @@ export interface BootOptions {
   append?: string;
   /** keep the temp dir (also VHOSTD_E2E_KEEP=1) */
   keep?: boolean;
+  /** another guest image than the shared one (e.g. lib/nested_guest.ts) */
+  image?: GuestImage;
 }
 
 export interface BootResult {
@@ -154,7 +156,7 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
  * guest runs (daemon restart, hot unplug...). ttyS1 is streamed live.
  */
 export async function startGuest(opts: BootOptions): Promise<RunningGuest> {
-  const img = await ensureGuest();
+  const img = opts.image ?? (await ensureGuest());
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "vhostd-guest-"));
   const initrd = path.join(dir, "initrd");
   const s0 = path.join(dir, "ttyS0.log");

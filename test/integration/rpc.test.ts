@@ -298,8 +298,8 @@ describe('vhostd lifecycle', () => {
     const cases: [string, RegExp][] = [
       [bad({ subsystems: [{ subsystem: 'iscsi', config: [{ method: 'iscsi_create_portal_group', params: {} }] }] }),
         /subsystems\[0\] 'iscsi' config\[0\]: subsystem 'iscsi' is not supported.*iscsi_create_portal_group/],
-      [bad({ subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_lvol_create_lvstore', params: {} }] }] }),
-        /subsystems\[0\] 'bdev' config\[0\]: method 'bdev_lvol_create_lvstore' is not supported/],
+      [bad({ subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_ocf_create', params: {} }] }] }),
+        /subsystems\[0\] 'bdev' config\[0\]: method 'bdev_ocf_create' is not supported/],
       [bad({ subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_malloc_create', params: { num_blocks: 0, block_size: 512 } }] }] }),
         /config\[0\]: bdev_malloc_create failed \(-22\).*num_blocks 0/],
       [bad('{"subsystems": ['), /not valid JSON/],

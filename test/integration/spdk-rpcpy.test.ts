@@ -73,6 +73,15 @@ describe.skipIf(!!reason)('SPDK rpc.py against vhostd', () => {
     await py('bdev_null_delete', 'N1');
   });
 
+  it('sets QoS limits with rpc.py bdev_set_qos_limit and shows them in bdev_get_bdevs', async () => {
+    await py('bdev_malloc_create', '-b', 'MQ', '8', '512');
+    await py('bdev_set_qos_limit', 'MQ', '--rw_ios_per_sec', '1500', '--w_mbytes_per_sec', '20');   // rpc.py prints nothing
+    expect(JSON.parse(await py('bdev_get_bdevs', '-b', 'MQ'))[0].assigned_rate_limits)
+      .toEqual({ rw_ios_per_sec: 2000, rw_mbytes_per_sec: 0, r_mbytes_per_sec: 0, w_mbytes_per_sec: 20 });
+    await py('bdev_set_qos_limit', 'MQ', '--rw_ios_per_sec', '0', '--w_mbytes_per_sec', '0');
+    await py('bdev_malloc_delete', 'MQ');
+  }, 90_000);
+
   it('sets up an NVMe-over-vfio-user subsystem the way SPDK documents it', async () => {
     await py('bdev_malloc_create', '-b', 'NV0', '16', '512');
     await py('nvmf_create_transport', '-t', 'VFIOUSER');
@@ -85,6 +94,31 @@ describe.skipIf(!!reason)('SPDK rpc.py against vhostd', () => {
     expect(sub.listen_addresses[0].traddr).toBe(dir);
     await py('nvmf_delete_subsystem', 'nqn.2019-07.io.spdk:cnode9');
   });
+
+  it('attaches an NVMe controller over vfio-user with bdev_nvme_attach_controller (here: vhostd\'s own)', async () => {
+    await py('bdev_malloc_create', '-b', 'NV1', '16', '4096');
+    // the transport exists when the test above ran in this daemon (a second create is refused, as in SPDK)
+    const t = await rpcpy(d.sock, 'nvmf_create_transport', '-t', 'VFIOUSER');
+    if (t.code !== 0) expect(t.stdout + t.stderr).toMatch(/already exists/);
+    await py('nvmf_create_subsystem', 'nqn.2019-07.io.spdk:cnode10', '-a', '-s', 'SPDK10');
+    await py('nvmf_subsystem_add_ns', 'nqn.2019-07.io.spdk:cnode10', 'NV1');
+    const dir = mkdtempSync(join(tmpdir(), 'vfu-'));
+    await py('nvmf_subsystem_add_listener', 'nqn.2019-07.io.spdk:cnode10', '-t', 'VFIOUSER', '-a', dir, '-s', '0');
+    expect((await py('bdev_nvme_attach_controller', '-b', 'NvmeR', '-t', 'vfiouser', '-a', dir)).trim()).toBe('NvmeRn1');
+    const [c] = JSON.parse(await py('bdev_nvme_get_controllers', '-n', 'NvmeR'));
+    expect(c).toMatchObject({ name: 'NvmeR', ctrlrs: [{ state: 'enabled', trid: { trtype: 'vfiouser', traddr: dir } }] });
+    const [b] = JSON.parse(await py('bdev_get_bdevs', '-b', 'NvmeRn1'));
+    expect([b.block_size, b.num_blocks, b.driver_specific.nvme[0].ctrlr_data.serial_number]).toEqual([4096, 4096, 'SPDK10']);
+    await py('bdev_nvme_reset_controller', 'NvmeR');
+    const saved = JSON.parse(await py('save_config'));
+    expect(saved.subsystems.find((x: { subsystem: string }) => x.subsystem === 'bdev').config)
+      .toContainEqual({ method: 'bdev_nvme_attach_controller', params: { name: 'NvmeR', trtype: 'vfiouser', traddr: dir } });
+    const r = await rpcpy(d.sock, 'bdev_nvme_attach_controller', '-b', 'NvmeX', '-t', 'vfiouser', '-a', dir, '-r');
+    expect(r.stdout + r.stderr).toMatch(/prchk_reftag=true is not supported/);
+    await py('bdev_nvme_detach_controller', 'NvmeR');
+    expect(JSON.parse(await py('bdev_nvme_get_controllers'))).toEqual([]);
+    await py('nvmf_delete_subsystem', 'nqn.2019-07.io.spdk:cnode10');
+  }, 120_000);   // rpc.py starts a Python interpreter per call: seconds each on a loaded machine
 
   it('builds a vhost-user-scsi controller with a target and takes it apart', async () => {
     await py('bdev_malloc_create', '-b', 'S0', '16', '512');

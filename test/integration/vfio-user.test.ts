@@ -1,12 +1,12 @@
 // The daemon's emulated NVMe controller driven over its real vfio-user socket by a small
-// client of our own (bench/lib/vfio_user_client.ts, shared with the benchmark's initiator): version negotiation, DMA map (a memfd as "guest memory"), device,
+// client of our own (src/vfio_user/client.ts, shared with the benchmark's initiator and the NVMe bdev's vfio-user transport): version negotiation, DMA map (a memfd as "guest memory"), device,
 // region and irq info, config space and register reads, controller enable, and an
 // Identify through an admin queue that lives in the client's shared memory.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, ok, Daemon } from './daemon.js';
-import { VfioUserClient } from '../../bench/lib/vfio_user_client.js';
+import { VfioUserClient } from '../../src/vfio_user/client.js';
 import * as libc from '../../native/libc.js';
 import * as P from '../../src/vfio_user/protocol.js';
 

@@ -1,10 +1,11 @@
-// A small vfio-user client (protocol 0.1, QEMU docs/interop/vfio-user.rst) of our own, for
+// A small vfio-user client (protocol 0.1, QEMU docs/interop/vfio-user.rst) of our own, for the
+// NVMe bdev's vfio-user transport (src/vfio_user/nvme_transport.ts),
 // the NVMe initiator in bench/ and the integration tests: version handshake, DMA_MAP of a
 // memfd, device/region/irq info (with the sparse mmap capability and its fd), region
 // reads and writes, and posted (no-reply) writes for trapped doorbells.
 import { unixConnect, sendWithFds, recvWithFds } from "../../native/socket.js";
 import { closeQuiet } from "../../native/libc.js";
-import * as P from "../../src/vfio_user/protocol.js";
+import * as P from "./protocol.js";
 
 export interface Reply { h: P.MsgHeader; p: Uint8Array; fds: number[] }
 
@@ -55,6 +56,9 @@ export class VfioUserClient {
     for (;;) {
       const want = have < P.HDR_SIZE ? P.HDR_SIZE - have : P.readHeader(this.rbuf).size - have;
       if (have >= P.HDR_SIZE && want === 0) break;
+      if (have >= P.HDR_SIZE && (P.readHeader(this.rbuf).size > P.MAX_MSG_SIZE || P.readHeader(this.rbuf).size < P.HDR_SIZE)) {
+        throw new Error(`vfio-user server sent a message of ${P.readHeader(this.rbuf).size} bytes (at most ${P.MAX_MSG_SIZE})`);
+      }
       if (have >= P.HDR_SIZE && P.readHeader(this.rbuf).size > this.rbuf.length) {
         const nb = new Uint8Array(P.readHeader(this.rbuf).size);
         nb.set(this.rbuf.subarray(0, have));
@@ -106,6 +110,17 @@ export class VfioUserClient {
     dv.setBigUint64(8, BigInt(offset), true); dv.setBigUint64(16, BigInt(iova), true); dv.setBigUint64(24, BigInt(size), true);
     await this.ok(P.Cmd.DMA_MAP, m, [fd]);
   }
+
+  /** DMA_UNMAP of exactly one window mapped before. */
+  async dmaUnmap(iova: number, size: number): Promise<void> {
+    const m = new Uint8Array(24), dv = new DataView(m.buffer);
+    dv.setUint32(0, 24, true);
+    dv.setBigUint64(8, BigInt(iova), true); dv.setBigUint64(16, BigInt(size), true);
+    await this.ok(P.Cmd.DMA_UNMAP, m);
+  }
+
+  /** DEVICE_RESET: the server resets the device (for NVMe: as a controller reset). */
+  async deviceReset(): Promise<void> { await this.ok(P.Cmd.DEVICE_RESET); }
 
   async deviceInfo(): Promise<{ flags: number; numRegions: number; numIrqs: number }> {
     const q = new Uint8Array(16); new DataView(q.buffer).setUint32(0, 16, true);
