@@ -8,6 +8,13 @@ import { GuestMemory } from '../src/memory/guest_memory.js';
 import type { BdevChannel } from './channel.js';
 import { closeBdevChannel, openBdevChannel } from './reactor_channels.js';
 
+declare module '../src/reactor/mailbox.js' {
+  interface ReactorOps {
+    'ctrlio.io': { args: IoArgs; result: number };
+    'ctrlio.close': { args: { name: string }; result: null };
+  }
+}
+
 interface IoArgs { bdev: BdevChannelSpec; type: number; offsetBlocks: number; numBlocks: number; hva: number; size: number; bytes: number }
 
 /** Open channels by bdev name; a close waits for the I/Os in flight on it. */

@@ -99,8 +99,10 @@ const sys = {
 const OP_READV = 1, OP_WRITEV = 2, OP_FDATASYNC = 3;
 
 /**
- * Last resort: each op runs as a blocking syscall on the reactor inside submit().
- * Correct but the reactor stalls for the duration of every I/O.
+ * Each op runs as a blocking syscall on the reactor inside submit(): one preadv/pwritev/
+ * fdatasync per I/O, inherent to synchronous copies (no allocation: the ops sit in typed
+ * arrays). Chosen for files on tmpfs/ramfs (a copy beats io_uring's worker threads there)
+ * and as the last resort; elsewhere the reactor stalls for the duration of every I/O.
  */
 class SyncEngine implements FileEngine {
   readonly name = 'sync' as const;

@@ -11,6 +11,7 @@ import type { CqeSink } from '../../native/async_io.js';
 import { koffi } from '../../native/koffi.js';
 import { ERRNO } from '../../native/errors.js';
 import { eventfdDrain, eventfdSignal, mmap, munmap, raw, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE } from '../../native/libc.js';
+import { TWO32 } from '../../src/memory/guest_memory.js';
 import { logger } from '../../src/log.js';
 import { createEngine, ENGINE_CODE, FileEngine } from './engine.js';
 import { BLKDISCARD, BLKZEROOUT, CELL_LIMIT_BLOCKS, CELL_NUM_BLOCKS, FileChannelData, STATE_ENGINES_OFF } from './file.js';
@@ -77,6 +78,9 @@ export class FileChannel extends BdevChannel implements CqeSink {
 
   // Learned per channel: methods the file system or device refuses (index = M_*).
   private readonly unsupported = new Uint8Array(6);
+  /** BLKDISCARD/BLKZEROOUT range (u64 start, u64 length as little-endian u32 halves). */
+  private readonly ioctlRange = new Uint32Array(4);
+  private readonly ioctlBytes = new Uint8Array(this.ioctlRange.buffer);
   /** Reads/writes started on the O_DIRECT fd and on the buffered fd (diagnostics, tests). */
   directIos = 0;
   bufferedIos = 0;
@@ -195,9 +199,12 @@ export class FileChannel extends BdevChannel implements CqeSink {
       if (m === M_PUNCH && io.type === IoType.WRITE_ZEROES && !io.mayUnmap) continue;
       this.stage[s] = k + 1; // where to continue if this one turns out unsupported
       if (m === M_DISCARD || m === M_ZEROOUT) {
-        // block device ioctls: synchronous (rare; the async fallocate path was refused)
-        const range = new BigUint64Array([BigInt(this.pos[s]), BigInt(this.left[s])]);
-        const r = raw.ioctlBuf(this.fd, m === M_DISCARD ? BLKDISCARD : BLKZEROOUT, new Uint8Array(range.buffer));
+        // block device ioctls: one synchronous syscall per I/O, inherent (no async form; used
+        // only where the async fallocate path was refused); the range goes in a preallocated buffer
+        const rg = this.ioctlRange;
+        rg[0] = this.pos[s] % TWO32; rg[1] = Math.floor(this.pos[s] / TWO32);
+        rg[2] = this.left[s] % TWO32; rg[3] = Math.floor(this.left[s] / TWO32);
+        const r = raw.ioctlBuf(this.fd, m === M_DISCARD ? BLKDISCARD : BLKZEROOUT, this.ioctlBytes);
         this.deferDone(s, r < 0 ? -koffi.errno() : 0);
         return;
       }
@@ -284,6 +291,7 @@ export class FileChannel extends BdevChannel implements CqeSink {
         if (this.engine.hasFallocate) {
           ok = this.engine.prepFallocate(this.fd, mode, this.pos[s], this.left[s], s);
         } else {
+          // no async fallocate in this engine: one synchronous syscall per I/O, inherent
           const r = raw.fallocate(this.fd, mode, this.pos[s], this.left[s]);
           this.deferDone(s, r < 0 ? -koffi.errno() : 0);
           return;
@@ -296,8 +304,9 @@ export class FileChannel extends BdevChannel implements CqeSink {
   private deferDone(s: number, res: number): void {
     const k = (this.doneHead + this.doneLen++) % this.doneSlot.length;
     this.doneSlot[k] = s; this.doneRes[k] = res;
-    // wake a reactor that might go to sleep before its next poll (rare path: fallocate/ioctl fallbacks)
-    if (this.efd >= 0) eventfdSignal(this.efd);
+    // wake a reactor that might go to sleep before its next poll (rare path: fallocate/ioctl
+    // fallbacks): once per batch, when the queue becomes non-empty (poll drains and reaps it all)
+    if (this.doneLen === 1 && this.efd >= 0) eventfdSignal(this.efd);
   }
 
   private zeroBuffer(): number {
@@ -317,7 +326,7 @@ export class FileChannel extends BdevChannel implements CqeSink {
       case K_FSYNC:
         if (res >= 0) { this.finish(s, IoStatus.SUCCESS); return; }
         if ((res === NEG_EINVAL || res === NEG_EOPNOTSUPP) && this.engine.name === 'linux-aio') {
-          // some file systems have no AIO fdsync: do it here (flushes are rare)
+          // some file systems have no AIO fdsync: do it here, one syscall per FLUSH (flushes are rare)
           const r = raw.fdatasync(this.fd);
           this.finish(s, r < 0 ? IoStatus.FAILED : IoStatus.SUCCESS);
           return;

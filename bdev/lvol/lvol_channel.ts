@@ -486,6 +486,14 @@ export class LvolChannel extends BdevChannel {
 
 registerChannelFactory('lvol', (spec, r) => new LvolChannel(spec, r));
 
+declare module '../../src/reactor/mailbox.js' {
+  interface ReactorOps {
+    'lvol.update': { args: { uuid: string; state: LvolState }; result: null };
+    'lvol.freeze': { args: { uuid: string }; result: null };
+    'lvol.thaw': { args: { uuid: string; state: LvolState | null }; result: null };
+  }
+}
+
 /** The control plane changed an lvol's map or parent chain (snapshot, inflate): new I/Os use the new state. */
 registerOp('lvol.update', (_r, a: { uuid: string; state: LvolState }, reply) => {
   for (const ch of live.get(a.uuid) ?? []) ch.setState(a.state);

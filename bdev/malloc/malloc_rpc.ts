@@ -7,10 +7,16 @@ import { BdevError } from '../registry.js';
 import { checkName, createAndRegister, geometry, refuseUnsupported, U32 } from '../rpc_common.js';
 import { MallocBdev } from './malloc.js';
 
-let mallocCounter = 0;
+declare module '../../src/framework/app_context.js' {
+  /** The N of the next default name Malloc<N> (as SPDK's malloc_disk_count: never reused). */
+  interface AppContext { mallocCounter?: number }
+}
+
 function nextMallocName(ctx: AppContext): string {
-  while (ctx.bdevs.find(`Malloc${mallocCounter}`)) mallocCounter++;
-  return `Malloc${mallocCounter++}`;
+  let n = ctx.mallocCounter ?? 0;
+  while (ctx.bdevs.find(`Malloc${n}`)) n++;
+  ctx.mallocCounter = n + 1;
+  return `Malloc${n}`;
 }
 
 export function registerMallocMethods(reg: MethodRegistry): void {

@@ -22,7 +22,25 @@ export interface ReactorInit {
   idleSleepMs: number;
 }
 
-export interface ReactorRequest { id: number; op: string; args: unknown }
+/**
+ * The operations reactors serve: name -> the args the control plane sends and the result
+ * the reactor replies. The framework knows only 'stop'; each module adds its operations
+ * with a `declare module '.../src/reactor/mailbox.js'` block beside its registerOp calls
+ * (targets/blk/blk_reactor.ts, ...), so both sides are checked against one type.
+ */
+export interface ReactorOps {
+  stop: { args: null; result: null };
+}
+export type OpName = keyof ReactorOps & string;
+export type OpArgs<K extends OpName> = ReactorOps[K]['args'];
+export type OpResult<K extends OpName> = ReactorOps[K]['result'];
+
+/** Unsolicited notices from reactors: name -> data. Modules add theirs as for ReactorOps. */
+export interface ReactorEvents {
+  ready: { index: number; tid: number };
+}
+/** A notice as posted: a union discriminated by `event`. */
+export type ReactorEvent = { [K in keyof ReactorEvents]: { event: K; data: ReactorEvents[K] } }[keyof ReactorEvents];
+
+export interface ReactorRequest { id: number; op: OpName; args: unknown }
 export interface ReactorReply { id: number; ok: boolean; result?: unknown; error?: string }
-/** Unsolicited notice from a reactor (e.g. a queue the guest broke). */
-export interface ReactorEvent { event: string; data: unknown }

@@ -14,10 +14,12 @@ const WINDOW_BUSY = 256;
 /** Rounds between two polls of a rare poller (a power of two dividing the windows). */
 const SLOW_EVERY = 16;
 
-export type OpHandler = (r: Reactor, args: any, reply: (result: unknown) => void) => void;
-const ops = new Map<string, OpHandler>();
-/** Modules loaded into the reactor register the control operations they serve. */
-export function registerOp(op: string, h: OpHandler): void { ops.set(op, h); }
+/** Serves one operation: `reply` once with its result (at once or later), or throw to fail it. */
+export type OpHandler<K extends M.OpName> = (r: Reactor, args: M.OpArgs<K>, reply: (result: M.OpResult<K>) => void) => void;
+/** Filled once while the worker loads its modules (src/reactor_modules.ts), read-only after. */
+const ops = new Map<string, OpHandler<M.OpName>>();
+/** Modules loaded into the reactor register the control operations they serve (typed by M.ReactorOps). */
+export function registerOp<K extends M.OpName>(op: K, h: OpHandler<K>): void { ops.set(op, h as unknown as OpHandler<M.OpName>); }
 
 /**
  * A per-reactor object shared by everything on the reactor that uses the same device
@@ -96,7 +98,7 @@ export class Reactor {
     e.ch.destroy();
   }
 
-  emit(event: string, data: unknown): void { this.port.postMessage({ event, data } satisfies M.ReactorEvent); }
+  emit<K extends keyof M.ReactorEvents>(event: K, data: M.ReactorEvents[K]): void { this.port.postMessage({ event, data }); }
 
   private drainMessages(): void {
     for (;;) {
@@ -108,7 +110,7 @@ export class Reactor {
         if (req.op === 'stop') { this.running = false; reply(null); continue; }
         const h = ops.get(req.op);
         if (!h) throw new Error(`reactor ${this.index}: unknown operation '${req.op}'`);
-        h(this, req.args, reply);
+        h(this, req.args as M.OpArgs<M.OpName>, reply);
       } catch (e) {
         this.port.postMessage({ id: req.id, ok: false, error: (e as Error).message } satisfies M.ReactorReply);
       }

@@ -22,6 +22,20 @@ export class ProtocolError extends Error {}
 
 interface Message { req: number; flags: number; payload: Uint8Array; fds: number[] }
 
+/** A message as its handler sees it; useFds() says the handler took ownership of the fds. */
+interface Msg { req: number; p: Uint8Array; dv: DataView; fds: number[]; useFds: () => void }
+type Handler = (d: VhostUserDevice, m: Msg) => Promise<Uint8Array | null> | Uint8Array | null;
+
+function need(m: Msg, n: number): void {
+  if (m.p.length < n) throw new FatalError(`payload is ${m.p.length} bytes, expected ${n}`);
+}
+
+function u64(v: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, v, true);
+  return b;
+}
+
 export const SUPPORTED_PROTOCOL_FEATURES = (1n << BigInt(P.PF.MQ)) | (1n << BigInt(P.PF.REPLY_ACK)) |
   (1n << BigInt(P.PF.CONFIG)) | (1n << BigInt(P.PF.RESET_DEVICE)) | (1n << BigInt(P.PF.CONFIGURE_MEM_SLOTS)) |
   (1n << BigInt(P.PF.STATUS)) | (1n << BigInt(P.PF.INFLIGHT_SHMFD)) | (1n << BigInt(P.PF.BACKEND_REQ));
@@ -38,7 +52,10 @@ export class VhostUserDevice {
   private rlen = 0;
   private rfds: number[] = [];
   private queue: Message[] = [];
+  /** A message (or a cleanup) is being handled; others wait in order. */
   private busy = false;
+  /** Cleanups waiting for the message in hand to finish (woken one at a time by idle()). */
+  private idleWaiters: (() => void)[] = [];
   features = 0n;
   protocolFeatures = 0n;
   private featuresSet = false;
@@ -137,7 +154,7 @@ export class VhostUserDevice {
         await this.handle(m);
       }
     } finally {
-      this.busy = false;
+      this.idle();
     }
   }
 
@@ -195,231 +212,256 @@ export class VhostUserDevice {
     return this.vrings[index];
   }
 
-  /** Handles one message; returns a reply payload for requests that have one. */
+  /** Handles one message through the handler table; returns a reply payload for requests that have one. */
   private async dispatch(m: Message, useFds: () => void): Promise<Uint8Array | null> {
-    const p = m.payload, dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
-    const need = (n: number) => { if (p.length < n) throw new FatalError(`payload is ${p.length} bytes, expected ${n}`); };
-    const u64 = (v: bigint) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, v, true); return b; };
-    switch (m.req) {
-      case P.REQ.GET_FEATURES:
-        return u64(this.target.features() | bit(VHOST_USER_F_PROTOCOL_FEATURES));
-      case P.REQ.SET_FEATURES: {
-        need(8);
-        const f = dv.getBigUint64(0, true);
-        const offered = this.target.features() | bit(VHOST_USER_F_PROTOCOL_FEATURES);
-        if ((f & ~offered) !== 0n) throw new ProtocolError(`features 0x${(f & ~offered).toString(16)} were not offered`);
-        if (this.vrings.some((v) => v.started) && f !== this.features) {
-          throw new ProtocolError('features cannot change while queues run');
-        }
-        this.features = f;
-        this.featuresSet = true;
-        return null;
-      }
-      case P.REQ.GET_PROTOCOL_FEATURES:
-        return u64(SUPPORTED_PROTOCOL_FEATURES);
-      case P.REQ.SET_PROTOCOL_FEATURES:
-        need(8);
-        this.protocolFeatures = dv.getBigUint64(0, true) & SUPPORTED_PROTOCOL_FEATURES;
-        return null;
-      case P.REQ.SET_OWNER:
-        return null;
-      case P.REQ.SET_BACKEND_REQ_FD: {
-        if (m.fds.length !== 1) throw new ProtocolError(`SET_BACKEND_REQ_FD carries ${m.fds.length} fds, expected 1`);
-        checkFd(() => requireSocket(m.fds[0], 'the backend request fd'));
-        useFds();
-        closeQuiet(this.backendFd);
-        this.backendFd = m.fds[0];
-        return null;
-      }
-      case P.REQ.RESET_OWNER:
-      case P.REQ.RESET_DEVICE:
-        // a device reset (QEMU's vhost-user-scsi sends it whenever the guest resets the
-        // device): rings only. Memory, features and protocol features stay, as in
-        // libvhost-user: QEMU renegotiates none of them and sends only memory-table changes.
-        await this.resetRings();
-        return null;
-      case P.REQ.GET_QUEUE_NUM:
-        return u64(BigInt(this.target.maxQueues));
-      case P.REQ.GET_MAX_MEM_SLOTS:
-        return u64(BigInt(P.MAX_MEM_SLOTS));
-      case P.REQ.SET_MEM_TABLE: {
-        need(8);
-        const n = dv.getUint32(0, true);
-        if (n < 1 || n > P.MAX_MEM_REGIONS) throw new ProtocolError(`memory table has ${n} regions (1..${P.MAX_MEM_REGIONS} allowed)`);
-        need(8 + 32 * n);
-        if (m.fds.length !== n) throw new ProtocolError(`memory table has ${n} regions but ${m.fds.length} fds`);
-        useFds();
-        const parsed = [];
-        for (let i = 0; i < n; i++) {
-          try { parsed.push(parseRegion(dv, 8 + 32 * i)); } catch (e) { for (const fd of m.fds) closeQuiet(fd); throw e; }
-        }
-        const mapped: MappedRegion[] = [];
-        try {
-          for (let i = 0; i < n; i++) mapped.push(mapRegion(parsed[i], m.fds[i]));
-          checkOverlap(mapped);
-        } catch (e) {
-          for (const r of mapped) unmapRegion(r);
-          for (let i = mapped.length + 1; i < n; i++) closeQuiet(m.fds[i]);
-          throw e;
-        }
-        await this.replaceMemory(mapped);
-        return null;
-      }
-      case P.REQ.ADD_MEM_REG: {
-        need(40);
-        if (m.fds.length !== 1) throw new ProtocolError(`ADD_MEM_REG carries ${m.fds.length} fds, expected 1`);
-        useFds();
-        if (this.regions.length >= P.MAX_MEM_SLOTS) { closeQuiet(m.fds[0]); throw new ProtocolError('all memory slots are in use'); }
-        let spec: ReturnType<typeof parseRegion>;
-        // parse before mapRegion takes the fd: a bad field must not leak it
-        try { spec = parseRegion(dv, 8); } catch (e) { closeQuiet(m.fds[0]); throw new ProtocolError((e as Error).message); }
-        let r: MappedRegion;
-        try { r = mapRegion(spec, m.fds[0]); } catch (e) { throw new ProtocolError((e as Error).message); }
-        try { checkOverlap([...this.regions, r]); } catch (e) { unmapRegion(r); throw e; }
-        await this.replaceMemory([...this.regions, r]);
-        return null;
-      }
-      case P.REQ.REM_MEM_REG: {
-        need(40);
-        const x = parseRegion(dv, 8);
-        const keep = this.regions.filter((r) => !(r.gpa === x.gpa && r.size === x.size && r.uaddr === x.uaddr));
-        if (keep.length === this.regions.length) throw new ProtocolError(`no memory region at gpa 0x${x.gpa.toString(16)}`);
-        await this.replaceMemory(keep);
-        return null;
-      }
-      case P.REQ.SET_VRING_NUM: {
-        need(8);
-        const v = this.vring(dv.getUint32(0, true)), num = dv.getUint32(4, true);
-        if (num < 1 || num > 32768 || (num & (num - 1)) !== 0) throw new ProtocolError(`vring size ${num} is not a power of two up to 32768`);
-        if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
-        v.num = num;
-        return null;
-      }
-      case P.REQ.SET_VRING_ADDR: {
-        need(40);
-        const v = this.vring(dv.getUint32(0, true));
-        const a = (o: number) => { const x = dv.getBigUint64(o, true); if (x >= 1n << 53n) throw new ProtocolError('vring address beyond 2^53'); return Number(x); };
-        if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
-        v.descUaddr = a(8); v.usedUaddr = a(16); v.availUaddr = a(24);
-        v.addrSet = true;
-        return null;
-      }
-      case P.REQ.SET_VRING_BASE: {
-        need(8);
-        const v = this.vring(dv.getUint32(0, true));
-        if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
-        v.lastAvail = dv.getUint32(4, true) & 0xffff;
-        return null;
-      }
-      case P.REQ.GET_VRING_BASE: {
-        need(8);
-        const v = this.vring(dv.getUint32(0, true));
-        await this.stopVring(v);
-        // the ring is stopped: it starts again only after a new kick fd
-        closeQuiet(v.kickFd); v.kickFd = -1;
-        const b = new Uint8Array(8), o = new DataView(b.buffer);
-        o.setUint32(0, v.index, true); o.setUint32(4, v.lastAvail, true);
-        return b;
-      }
-      case P.REQ.SET_VRING_KICK:
-      case P.REQ.SET_VRING_CALL:
-      case P.REQ.SET_VRING_ERR: {
-        need(8);
-        const x = dv.getUint32(0, true);
-        const v = this.vring(x & P.VRING_IDX_MASK);
-        const nofd = (x & P.VRING_NOFD_MASK) !== 0;
-        if (!nofd && m.fds.length !== 1) throw new ProtocolError(`expected one fd, got ${m.fds.length}`);
-        if (nofd && m.fds.length !== 0) throw new ProtocolError('fds sent with the no-fd flag');
-        // only eventfds, made non-blocking: a signal to the guest must never block a reactor
-        if (!nofd) checkFd(() => requireEventfd(m.fds[0], `the ${P.REQ_NAMES[m.req].slice(10).toLowerCase()} fd of vring ${v.index}`));
-        useFds();
-        const fd = nofd ? -1 : m.fds[0];
-        if (m.req === P.REQ.SET_VRING_ERR) { closeQuiet(v.errFd); v.errFd = fd; return null; }
-        const running = v.started;
-        if (running) await this.stopVring(v);
-        if (m.req === P.REQ.SET_VRING_KICK) { closeQuiet(v.kickFd); v.kickFd = fd; }
-        else { closeQuiet(v.callFd); v.callFd = fd; }
-        if (m.req === P.REQ.SET_VRING_KICK && !this.hasFeature(VHOST_USER_F_PROTOCOL_FEATURES)) v.enabled = true;
-        await this.maybeStart(v);
-        return null;
-      }
-      case P.REQ.SET_VRING_ENABLE: {
-        need(8);
-        const v = this.vring(dv.getUint32(0, true));
-        v.enabled = dv.getUint32(4, true) !== 0;
-        if (v.enabled) await this.maybeStart(v); else await this.stopVring(v);
-        return null;
-      }
-      case P.REQ.GET_CONFIG: {
-        need(12);
-        const off = dv.getUint32(0, true), size = dv.getUint32(4, true);
-        if (p.length !== 12 + size) throw new FatalError(`GET_CONFIG payload is ${p.length} bytes for a ${size}-byte read`);
-        const cfg = this.target.configSpace();
-        if (off + size > 256) throw new FatalError(`config read ${off}+${size} is beyond the 256-byte config space`);
-        const out = new Uint8Array(12 + size);
-        out.set(p.subarray(0, 12));
-        out.set(cfg.subarray(Math.min(off, cfg.length), Math.min(off + size, cfg.length)), 12);
-        return out;
-      }
-      case P.REQ.SET_CONFIG: {
-        need(12);
-        const off = dv.getUint32(0, true), size = dv.getUint32(4, true);
-        if (p.length < 12 + size || off + size > 256) throw new ProtocolError(`config write ${off}+${size} is malformed`);
-        if (!this.target.writeConfig(off, p.subarray(12, 12 + size))) throw new ProtocolError(`config write at ${off} refused`);
-        return null;
-      }
-      case P.REQ.SET_STATUS:
-        need(8);
-        this.status = Number(dv.getBigUint64(0, true) & 0xffn);
-        return null;
-      case P.REQ.GET_STATUS:
-        return u64(BigInt(this.status));
-      case P.REQ.GET_INFLIGHT_FD: {
-        need(20);
-        const nq = dv.getUint16(16, true), qs = dv.getUint16(18, true);
-        checkInflightGeometry(nq, qs, this.vrings.length);
-        const size = nq * inflightQueueBytes(qs);
-        const fd = memfdCreate(`vhostd-inflight-${this.target.ctrlr}`, size, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        try {
-          // the front end keeps this fd: it must not be able to shrink it under our mapping
-          addSeals(fd, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-          this.setInflight(mmap(size, fd), size, nq, qs);
-          const out = new Uint8Array(p.length);
-          const o = new DataView(out.buffer);
-          o.setBigUint64(0, BigInt(size), true);
-          o.setBigUint64(8, 0n, true);
-          o.setUint16(16, nq, true);
-          o.setUint16(18, qs, true);
-          this.send(m.req, out, [fd]);
-        } finally {
-          closeQuiet(fd);
-        }
-        return new Uint8Array(0);   // already replied (with the fd)
-      }
-      case P.REQ.SET_INFLIGHT_FD: {
-        need(20);
-        if (m.fds.length !== 1) throw new ProtocolError(`SET_INFLIGHT_FD carries ${m.fds.length} fds, expected 1`);
-        useFds();
-        try {
-          const size = Number(dv.getBigUint64(0, true)), off = Number(dv.getBigUint64(8, true));
-          const nq = dv.getUint16(16, true), qs = dv.getUint16(18, true);
-          checkInflightGeometry(nq, qs, this.vrings.length);
-          if (size < nq * inflightQueueBytes(qs) || off % 4096 !== 0 || size > 1 << 30) {
-            throw new ProtocolError(`inflight region of ${size} bytes at offset ${off} does not fit ${nq} queues of ${qs}`);
-          }
-          guardShrink(m.fds[0]);
-          checkBacked(m.fds[0], off + size, 'inflight region');
-          let addr: number;
-          try { addr = mmap(size, m.fds[0], off); } catch (e) { throw new ProtocolError(`cannot map the inflight region: ${(e as Error).message}`); }
-          this.setInflight(addr, size, nq, qs);
-        } finally {
-          closeQuiet(m.fds[0]);
-        }
-        return null;
-      }
-      default:
-        throw new ProtocolError(`${P.REQ_NAMES[m.req] ?? `request ${m.req}`} is not supported by vhostd`);
+    const h = VhostUserDevice.handlers.get(m.req);
+    if (!h) throw new ProtocolError(`${P.REQ_NAMES[m.req] ?? `request ${m.req}`} is not supported by vhostd`);
+    const p = m.payload;
+    return h(this, { req: m.req, p, dv: new DataView(p.buffer, p.byteOffset, p.byteLength), fds: m.fds, useFds });
+  }
+
+  /** One handler per front-end request (vhost-user.rst "Front-end message types"). */
+  private static readonly handlers = new Map<number, Handler>([
+    [P.REQ.GET_FEATURES, (d) => u64(d.target.features() | bit(VHOST_USER_F_PROTOCOL_FEATURES))],
+    [P.REQ.SET_FEATURES, (d, m) => d.setFeatures(m)],
+    [P.REQ.GET_PROTOCOL_FEATURES, () => u64(SUPPORTED_PROTOCOL_FEATURES)],
+    [P.REQ.SET_PROTOCOL_FEATURES, (d, m) => {
+      need(m, 8);
+      d.protocolFeatures = m.dv.getBigUint64(0, true) & SUPPORTED_PROTOCOL_FEATURES;
+      return null;
+    }],
+    [P.REQ.SET_OWNER, () => null],
+    [P.REQ.SET_BACKEND_REQ_FD, (d, m) => d.setBackendReqFd(m)],
+    // a device reset (QEMU's vhost-user-scsi sends it whenever the guest resets the
+    // device): rings only. Memory, features and protocol features stay, as in
+    // libvhost-user: QEMU renegotiates none of them and sends only memory-table changes.
+    [P.REQ.RESET_OWNER, async (d) => { await d.resetRings(); return null; }],
+    [P.REQ.RESET_DEVICE, async (d) => { await d.resetRings(); return null; }],
+    [P.REQ.GET_QUEUE_NUM, (d) => u64(BigInt(d.target.maxQueues))],
+    [P.REQ.GET_MAX_MEM_SLOTS, () => u64(BigInt(P.MAX_MEM_SLOTS))],
+    [P.REQ.SET_MEM_TABLE, (d, m) => d.setMemTable(m)],
+    [P.REQ.ADD_MEM_REG, (d, m) => d.addMemReg(m)],
+    [P.REQ.REM_MEM_REG, (d, m) => d.remMemReg(m)],
+    [P.REQ.SET_VRING_NUM, (d, m) => d.setVringNum(m)],
+    [P.REQ.SET_VRING_ADDR, (d, m) => d.setVringAddr(m)],
+    [P.REQ.SET_VRING_BASE, (d, m) => d.setVringBase(m)],
+    [P.REQ.GET_VRING_BASE, (d, m) => d.getVringBase(m)],
+    [P.REQ.SET_VRING_KICK, (d, m) => d.setVringFd(m)],
+    [P.REQ.SET_VRING_CALL, (d, m) => d.setVringFd(m)],
+    [P.REQ.SET_VRING_ERR, (d, m) => d.setVringFd(m)],
+    [P.REQ.SET_VRING_ENABLE, (d, m) => d.setVringEnable(m)],
+    [P.REQ.GET_CONFIG, (d, m) => d.getConfig(m)],
+    [P.REQ.SET_CONFIG, (d, m) => d.setConfig(m)],
+    [P.REQ.SET_STATUS, (d, m) => { need(m, 8); d.status = Number(m.dv.getBigUint64(0, true) & 0xffn); return null; }],
+    [P.REQ.GET_STATUS, (d) => u64(BigInt(d.status))],
+    [P.REQ.GET_INFLIGHT_FD, (d, m) => d.getInflightFd(m)],
+    [P.REQ.SET_INFLIGHT_FD, (d, m) => d.setInflightFd(m)],
+  ]);
+
+  private setFeatures(m: Msg): null {
+    need(m, 8);
+    const f = m.dv.getBigUint64(0, true);
+    const offered = this.target.features() | bit(VHOST_USER_F_PROTOCOL_FEATURES);
+    if ((f & ~offered) !== 0n) throw new ProtocolError(`features 0x${(f & ~offered).toString(16)} were not offered`);
+    if (this.vrings.some((v) => v.started) && f !== this.features) {
+      throw new ProtocolError('features cannot change while queues run');
     }
+    this.features = f;
+    this.featuresSet = true;
+    return null;
+  }
+
+  private setBackendReqFd(m: Msg): null {
+    if (m.fds.length !== 1) throw new ProtocolError(`SET_BACKEND_REQ_FD carries ${m.fds.length} fds, expected 1`);
+    checkFd(() => requireSocket(m.fds[0], 'the backend request fd'));
+    m.useFds();
+    closeQuiet(this.backendFd);
+    this.backendFd = m.fds[0];
+    return null;
+  }
+
+  private async setMemTable(m: Msg): Promise<null> {
+    const dv = m.dv;
+    need(m, 8);
+    const n = dv.getUint32(0, true);
+    if (n < 1 || n > P.MAX_MEM_REGIONS) throw new ProtocolError(`memory table has ${n} regions (1..${P.MAX_MEM_REGIONS} allowed)`);
+    need(m, 8 + 32 * n);
+    if (m.fds.length !== n) throw new ProtocolError(`memory table has ${n} regions but ${m.fds.length} fds`);
+    m.useFds();
+    const parsed = [];
+    for (let i = 0; i < n; i++) {
+      try { parsed.push(parseRegion(dv, 8 + 32 * i)); } catch (e) { for (const fd of m.fds) closeQuiet(fd); throw e; }
+    }
+    const mapped: MappedRegion[] = [];
+    try {
+      for (let i = 0; i < n; i++) mapped.push(mapRegion(parsed[i], m.fds[i]));
+      checkOverlap(mapped);
+    } catch (e) {
+      for (const r of mapped) unmapRegion(r);
+      for (let i = mapped.length + 1; i < n; i++) closeQuiet(m.fds[i]);
+      throw e;
+    }
+    await this.replaceMemory(mapped);
+    return null;
+  }
+
+  private async addMemReg(m: Msg): Promise<null> {
+    need(m, 40);
+    if (m.fds.length !== 1) throw new ProtocolError(`ADD_MEM_REG carries ${m.fds.length} fds, expected 1`);
+    m.useFds();
+    if (this.regions.length >= P.MAX_MEM_SLOTS) { closeQuiet(m.fds[0]); throw new ProtocolError('all memory slots are in use'); }
+    let spec: ReturnType<typeof parseRegion>;
+    // parse before mapRegion takes the fd: a bad field must not leak it
+    try { spec = parseRegion(m.dv, 8); } catch (e) { closeQuiet(m.fds[0]); throw new ProtocolError((e as Error).message); }
+    let r: MappedRegion;
+    try { r = mapRegion(spec, m.fds[0]); } catch (e) { throw new ProtocolError((e as Error).message); }
+    try { checkOverlap([...this.regions, r]); } catch (e) { unmapRegion(r); throw e; }
+    await this.replaceMemory([...this.regions, r]);
+    return null;
+  }
+
+  private async remMemReg(m: Msg): Promise<null> {
+    need(m, 40);
+    const x = parseRegion(m.dv, 8);
+    const keep = this.regions.filter((r) => !(r.gpa === x.gpa && r.size === x.size && r.uaddr === x.uaddr));
+    if (keep.length === this.regions.length) throw new ProtocolError(`no memory region at gpa 0x${x.gpa.toString(16)}`);
+    await this.replaceMemory(keep);
+    return null;
+  }
+
+  private setVringNum(m: Msg): null {
+    need(m, 8);
+    const v = this.vring(m.dv.getUint32(0, true)), num = m.dv.getUint32(4, true);
+    if (num < 1 || num > 32768 || (num & (num - 1)) !== 0) throw new ProtocolError(`vring size ${num} is not a power of two up to 32768`);
+    if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
+    v.num = num;
+    return null;
+  }
+
+  private setVringAddr(m: Msg): null {
+    need(m, 40);
+    const dv = m.dv;
+    const v = this.vring(dv.getUint32(0, true));
+    const a = (o: number) => { const x = dv.getBigUint64(o, true); if (x >= 1n << 53n) throw new ProtocolError('vring address beyond 2^53'); return Number(x); };
+    if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
+    v.descUaddr = a(8); v.usedUaddr = a(16); v.availUaddr = a(24);
+    v.addrSet = true;
+    return null;
+  }
+
+  private setVringBase(m: Msg): null {
+    need(m, 8);
+    const v = this.vring(m.dv.getUint32(0, true));
+    if (v.started) throw new ProtocolError(`vring ${v.index} is running`);
+    v.lastAvail = m.dv.getUint32(4, true) & 0xffff;
+    return null;
+  }
+
+  private async getVringBase(m: Msg): Promise<Uint8Array> {
+    need(m, 8);
+    const v = this.vring(m.dv.getUint32(0, true));
+    await this.stopVring(v);
+    // the ring is stopped: it starts again only after a new kick fd
+    closeQuiet(v.kickFd); v.kickFd = -1;
+    const b = new Uint8Array(8), o = new DataView(b.buffer);
+    o.setUint32(0, v.index, true); o.setUint32(4, v.lastAvail, true);
+    return b;
+  }
+
+  /** SET_VRING_KICK, SET_VRING_CALL and SET_VRING_ERR. */
+  private async setVringFd(m: Msg): Promise<null> {
+    need(m, 8);
+    const x = m.dv.getUint32(0, true);
+    const v = this.vring(x & P.VRING_IDX_MASK);
+    const nofd = (x & P.VRING_NOFD_MASK) !== 0;
+    if (!nofd && m.fds.length !== 1) throw new ProtocolError(`expected one fd, got ${m.fds.length}`);
+    if (nofd && m.fds.length !== 0) throw new ProtocolError('fds sent with the no-fd flag');
+    // only eventfds, made non-blocking: a signal to the guest must never block a reactor
+    if (!nofd) checkFd(() => requireEventfd(m.fds[0], `the ${P.REQ_NAMES[m.req].slice(10).toLowerCase()} fd of vring ${v.index}`));
+    m.useFds();
+    const fd = nofd ? -1 : m.fds[0];
+    if (m.req === P.REQ.SET_VRING_ERR) { closeQuiet(v.errFd); v.errFd = fd; return null; }
+    const running = v.started;
+    if (running) await this.stopVring(v);
+    if (m.req === P.REQ.SET_VRING_KICK) { closeQuiet(v.kickFd); v.kickFd = fd; }
+    else { closeQuiet(v.callFd); v.callFd = fd; }
+    if (m.req === P.REQ.SET_VRING_KICK && !this.hasFeature(VHOST_USER_F_PROTOCOL_FEATURES)) v.enabled = true;
+    await this.maybeStart(v);
+    return null;
+  }
+
+  private async setVringEnable(m: Msg): Promise<null> {
+    need(m, 8);
+    const v = this.vring(m.dv.getUint32(0, true));
+    v.enabled = m.dv.getUint32(4, true) !== 0;
+    if (v.enabled) await this.maybeStart(v); else await this.stopVring(v);
+    return null;
+  }
+
+  private getConfig(m: Msg): Uint8Array {
+    need(m, 12);
+    const p = m.p, off = m.dv.getUint32(0, true), size = m.dv.getUint32(4, true);
+    if (p.length !== 12 + size) throw new FatalError(`GET_CONFIG payload is ${p.length} bytes for a ${size}-byte read`);
+    const cfg = this.target.configSpace();
+    if (off + size > 256) throw new FatalError(`config read ${off}+${size} is beyond the 256-byte config space`);
+    const out = new Uint8Array(12 + size);
+    out.set(p.subarray(0, 12));
+    out.set(cfg.subarray(Math.min(off, cfg.length), Math.min(off + size, cfg.length)), 12);
+    return out;
+  }
+
+  private setConfig(m: Msg): null {
+    need(m, 12);
+    const p = m.p, off = m.dv.getUint32(0, true), size = m.dv.getUint32(4, true);
+    if (p.length < 12 + size || off + size > 256) throw new ProtocolError(`config write ${off}+${size} is malformed`);
+    if (!this.target.writeConfig(off, p.subarray(12, 12 + size))) throw new ProtocolError(`config write at ${off} refused`);
+    return null;
+  }
+
+  private getInflightFd(m: Msg): Uint8Array {
+    need(m, 20);
+    const nq = m.dv.getUint16(16, true), qs = m.dv.getUint16(18, true);
+    checkInflightGeometry(nq, qs, this.vrings.length);
+    const size = nq * inflightQueueBytes(qs);
+    const fd = memfdCreate(`vhostd-inflight-${this.target.ctrlr}`, size, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    try {
+      // the front end keeps this fd: it must not be able to shrink it under our mapping
+      addSeals(fd, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+      this.setInflight(mmap(size, fd), size, nq, qs);
+      const out = new Uint8Array(m.p.length);
+      const o = new DataView(out.buffer);
+      o.setBigUint64(0, BigInt(size), true);
+      o.setBigUint64(8, 0n, true);
+      o.setUint16(16, nq, true);
+      o.setUint16(18, qs, true);
+      this.send(m.req, out, [fd]);
+    } finally {
+      closeQuiet(fd);
+    }
+    return new Uint8Array(0);   // already replied (with the fd)
+  }
+
+  private setInflightFd(m: Msg): null {
+    need(m, 20);
+    if (m.fds.length !== 1) throw new ProtocolError(`SET_INFLIGHT_FD carries ${m.fds.length} fds, expected 1`);
+    m.useFds();
+    const dv = m.dv;
+    try {
+      const size = Number(dv.getBigUint64(0, true)), off = Number(dv.getBigUint64(8, true));
+      const nq = dv.getUint16(16, true), qs = dv.getUint16(18, true);
+      checkInflightGeometry(nq, qs, this.vrings.length);
+      if (size < nq * inflightQueueBytes(qs) || off % 4096 !== 0 || size > 1 << 30) {
+        throw new ProtocolError(`inflight region of ${size} bytes at offset ${off} does not fit ${nq} queues of ${qs}`);
+      }
+      guardShrink(m.fds[0]);
+      checkBacked(m.fds[0], off + size, 'inflight region');
+      let addr: number;
+      try { addr = mmap(size, m.fds[0], off); } catch (e) { throw new ProtocolError(`cannot map the inflight region: ${(e as Error).message}`); }
+      this.setInflight(addr, size, nq, qs);
+    } finally {
+      closeQuiet(m.fds[0]);
+    }
+    return null;
   }
 
   private setInflight(addr: number, size: number, numQueues: number, queueSize: number): void {
@@ -572,10 +614,17 @@ export class VhostUserDevice {
   }
 
   private async afterIdle(f: () => Promise<void>): Promise<void> {
-    while (this.busy) await new Promise((r) => setTimeout(r, 1));
+    while (this.busy) await new Promise<void>((r) => this.idleWaiters.push(r));
     this.busy = true;
-    try { await f(); } catch (e) { log.error(`${this.target.ctrlr}: cleanup failed: ${(e as Error).message}`); } finally { this.busy = false; }
+    try { await f(); } catch (e) { log.error(`${this.target.ctrlr}: cleanup failed: ${(e as Error).message}`); } finally { this.idle(); }
     if (this.queue.length > 0) void this.pump();
+  }
+
+  /** The message or cleanup in hand is done: the next waiting cleanup runs. */
+  private idle(): void {
+    this.busy = false;
+    const w = this.idleWaiters.shift();
+    if (w) w();
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,13 @@
 // What a device type (blk, scsi) plugs into the generic vhost-user back end.
 import { MemRegionSpec } from '../memory/guest_memory.js';
 
+declare module '../reactor/mailbox.js' {
+  interface ReactorEvents {
+    /** A virtqueue the guest broke (vhost-user-blk or -scsi): the queue stopped; the device needs a reset. */
+    queueBroken: { ctrlr: string; qid: number; why: string; lastAvail: number };
+  }
+}
+
 export interface VringState {
   index: number;
   num: number;

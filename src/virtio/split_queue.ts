@@ -160,21 +160,6 @@ export class SplitQueue {
     return n;
   }
 
-  /**
-   * Fetches every request made available and hands each head to `h.handle`, stopping as
-   * soon as the ring is broken (nothing more of that batch runs). Returns the count seen.
-   */
-  fetchBatch(h: { handle(head: number): void }): number {
-    const n = this.pending();
-    for (let k = 0; k < n; k++) {
-      const head = this.nextHead();
-      if (head < 0) break;
-      h.handle(head);
-      if (this.broken !== null) break;
-    }
-    return n;
-  }
-
   /** Takes the next head index off the avail ring; -1 if the head is out of range. */
   nextHead(): number {
     const head = this.avail16[2 + (this.lastAvail & this.mask)];

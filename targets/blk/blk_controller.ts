@@ -62,7 +62,7 @@ export class BlkController implements VhostTarget {
         coalescing: this.coalescing,
       },
     };
-    const r = await this.pool.call<{ recovered: number }>(reactor, 'blk.startQueue', spec);
+    const r = await this.pool.call(reactor, 'blk.startQueue', spec);
     if (r.recovered > 0) {
       this.recovered += r.recovered;
       log.notice(`${this.ctrlr}: queue ${v.index}: re-running ${r.recovered} request(s) left in flight by the previous connection`);
@@ -71,7 +71,7 @@ export class BlkController implements VhostTarget {
   }
 
   async stopQueue(v: VringState): Promise<number> {
-    const r = await this.pool.call<{ lastAvail: number } | null>(v.reactor, 'blk.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
+    const r = await this.pool.call(v.reactor, 'blk.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
     return r ? r.lastAvail : v.lastAvail;
   }
 
@@ -83,7 +83,7 @@ export class BlkController implements VhostTarget {
 
   async queueInfo(): Promise<unknown[]> {
     const out: unknown[] = [];
-    for (const r of new Set(this.reactors)) out.push(...await this.pool.call<unknown[]>(r, 'blk.queueInfo', { ctrlr: this.ctrlr }));
+    for (const r of new Set(this.reactors)) out.push(...await this.pool.call(r, 'blk.queueInfo', { ctrlr: this.ctrlr }));
     return out;
   }
 }

@@ -1,13 +1,11 @@
 // One virtio-blk request queue on a reactor: fetches requests in batches, turns them
 // into bdev I/Os, completes them on the used ring. Nothing is allocated per request.
-import { Chain, CHAIN_OK, SplitQueue, SplitQueueSpec } from '../../src/virtio/split_queue.js';
-import { GuestMemory, MemRegionSpec, TWO32 } from '../../src/memory/guest_memory.js';
-import { BdevIo, BdevIoSink, SegmentTable } from '../../bdev/bdev_io.js';
+import { CHAIN_OK, SplitQueueSpec } from '../../src/virtio/split_queue.js';
+import { VirtioQueue, VirtioQueueCounters } from '../../src/virtio/virtio_queue.js';
+import { MemRegionSpec, TWO32 } from '../../src/memory/guest_memory.js';
+import { BdevIo, BdevIoSink } from '../../bdev/bdev_io.js';
 import { BdevChannel } from '../../bdev/channel.js';
 import { BdevChannelSpec, IoStatus, IoType } from '../../bdev/types.js';
-import { Poller } from '../../src/reactor/poller.js';
-import { eventfdDrain, view } from '../../native/libc.js';
-import { InflightRegion, inflightQueueBytes } from '../../src/virtio/inflight.js';
 import * as B from './virtio_blk.js';
 
 export interface BlkQueueSpec {
@@ -24,7 +22,7 @@ export interface BlkQueueSpec {
 }
 
 /** Counters a queue keeps for diagnosis (read by the control plane on request). */
-export interface BlkQueueCounters { requests: number; errors: number; badChains: number; lastError: string }
+export type BlkQueueCounters = VirtioQueueCounters;
 
 const CHAIN_ERRORS: Record<number, string> = {
   [-1]: 'a buffer address is outside guest memory', [-2]: 'the descriptor chain loops or is longer than its table',
@@ -32,12 +30,7 @@ const CHAIN_ERRORS: Record<number, string> = {
   [-5]: 'a device-readable descriptor follows a writable one', [-6]: 'the request has more segments than its table holds',
 };
 
-export class BlkQueue implements Poller, BdevIoSink {
-  readonly name: string;
-  readonly vq: SplitQueue;
-  private readonly mem: GuestMemory;
-  private readonly segs: SegmentTable;
-  private readonly chain = new Chain();
+export class BlkQueue extends VirtioQueue implements BdevIoSink {
   private readonly ios: BdevIo[];
   private readonly statusRegion: Int32Array;
   private readonly statusOff: Float64Array;
@@ -50,19 +43,10 @@ export class BlkQueue implements Poller, BdevIoSink {
   private readonly spb: number;
   private readonly blockSize: number;
   private readonly serial: Uint8Array;
-  stopping = false;
-  readonly counters: BlkQueueCounters = { requests: 0, errors: 0, badChains: 0, lastError: '' };
-  /** Called once when a stopping queue has no request left in flight. */
-  onDrained: ((q: BlkQueue) => void) | null = null;
-  /** Called once (not per request) when the guest breaks the ring protocol. */
-  onBroken: ((q: BlkQueue, why: string) => void) | null = null;
 
   constructor(readonly spec: BlkQueueSpec, readonly channel: BdevChannel) {
-    this.name = `blk:${spec.ctrlr}:q${spec.qid}`;
-    this.mem = new GuestMemory(spec.mem);
-    this.vq = new SplitQueue(this.mem, spec.ring);
+    super(`blk:${spec.ctrlr}:q${spec.qid}`, spec, B.BLK_CHAIN_SEGS, { requests: 0, errors: 0, badChains: 0, lastError: '' });
     const n = this.vq.size;
-    this.segs = new SegmentTable(n * B.BLK_CHAIN_SEGS);
     this.ios = [];
     for (let i = 0; i < n; i++) {
       const io = new BdevIo(this, i, this.segs);
@@ -76,72 +60,13 @@ export class BlkQueue implements Poller, BdevIoSink {
     this.blockSize = channel.blockSize;
     this.spb = channel.blockSize / B.SECTOR;
     this.serial = new TextEncoder().encode(spec.serial.slice(0, B.VIRTIO_BLK_ID_BYTES));
-    if (spec.inflight) {
-      this.ifl = new InflightRegion(view(spec.inflight.addr, inflightQueueBytes(n)), 0, n);
-      const rec = this.ifl.recover(this.vq.usedIndex);
-      if (rec) {
-        // a previous back end died with these requests in flight: run them again, in order
-        this.vq.lastAvail = rec.lastAvail;
-        this.resubmit = rec.resubmit;
-        this.recovered = rec.resubmit.length;
-      }
-    }
   }
 
-  private readonly ifl: InflightRegion | null = null;
-  private resubmit: number[] | null = null;
-  /** Requests found in flight in the inflight region at start (re-run first). */
-  recovered = 0;
-  /** Requests re-executed from the inflight region after a reconnect. */
-  resubmitted = 0;
-
-  /** Publishes completed requests (one used-index update, at most one guest notification). */
-  flushUsed(): number {
-    const n = this.vq.flush();
-    if (n > 0 && this.ifl !== null) this.ifl.published(this.vq.usedIndex);
-    return n;
-  }
-
-  get lastAvail(): number { return this.vq.lastAvail; }
   get inFlight(): number { return this.inflightCount; }
 
-  poll(): number {
-    const vq = this.vq;
-    if (vq.broken !== null) return 0;
-    let work = this.flushUsed();
-    if (this.resubmit !== null) work += this.runResubmit();
-    if (this.stopping) {
-      if (this.inflightCount === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
-      return work;
-    }
-    const n = vq.fetchBatch(this);
-    if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
-    if (n > 0) vq.keepKicksSuppressed();
-    work += n + this.flushUsed();
-    return work;
-  }
+  poll(): number { return this.pollRequests(); }
 
-  private runResubmit(): number {
-    const list = this.resubmit!;
-    this.resubmit = null;
-    for (const head of list) {
-      this.handle(head);
-      this.resubmitted++;
-      if (this.vq.broken !== null) break;
-    }
-    return list.length;
-  }
-
-  wakeFds(): number[] { return [this.spec.kickFd]; }
-  armInterrupt(): boolean { eventfdDrain(this.spec.kickFd); return this.vq.enableKicks(); }
-  disarmInterrupt(): void { this.vq.suppressKicks(); }
-
-  private fail(why: string): void {
-    this.counters.lastError = why;
-    if (this.onBroken) { const f = this.onBroken; this.onBroken = null; f(this, why); }
-  }
-
-  /** Runs one request (called by SplitQueue.fetchBatch). */
+  /** Runs one request (handed over by VirtioQueue's fetch loop, or recovered). */
   handle(head: number): void {
     this.counters.requests++;
     if (this.inflight[head] !== 0) { this.vq.broken = `request ${head} was made available while still in flight`; return; }
@@ -160,7 +85,7 @@ export class BlkQueue implements Poller, BdevIoSink {
     this.statusRegion[head] = segs.region[last];
     this.statusOff[head] = segs.off[last] + segs.len[last] - 1;
     this.inflight[head] = 1;
-    if (this.ifl !== null) this.ifl.fetched(head);
+    this.fetched(head);
     this.inflightCount++;
     // header + data + status: more than seg_max data descriptors, or one larger than size_max
     // (+16: header and data may share a descriptor), or a short header fails the request.
@@ -176,6 +101,7 @@ export class BlkQueue implements Poller, BdevIoSink {
     const type = this.hdrView.getUint32(0, true);
     const sector = this.hdrView.getUint32(12, true) * TWO32 + this.hdrView.getUint32(8, true);
     const io = this.ios[head];
+    // a switch, not a table: six request types per I/O stay a jump inside this one monomorphic handler
     switch (type) {
       case B.VIRTIO_BLK_T_IN:
         this.usedLen[head] = c.writeBytes;
@@ -316,7 +242,6 @@ export class BlkQueue implements Poller, BdevIoSink {
     this.mem.u8[this.statusRegion[head]][this.statusOff[head]] = status;
     this.inflight[head] = 0;
     this.inflightCount--;
-    this.vq.pushUsed(head, this.usedLen[head]);
-    if (this.ifl !== null) this.ifl.completed(head);
+    this.used(head, this.usedLen[head]);
   }
 }

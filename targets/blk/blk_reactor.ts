@@ -1,8 +1,24 @@
 // Reactor-side control operations for virtio-blk queues.
 import { registerOp, Reactor } from '../../src/reactor/reactor.js';
 import { closeBdevChannel, openBdevChannel } from '../../bdev/reactor_channels.js';
-import { BlkQueue, BlkQueueSpec } from './blk_queue.js';
+import { BlkQueue, BlkQueueCounters, BlkQueueSpec } from './blk_queue.js';
+import type { Coalescing } from '../../src/virtio/split_queue.js';
 import { eventfdSignal } from '../../native/libc.js';
+
+/** The operations below, checked on both sides (ReactorPool.call in blk_controller.ts). */
+declare module '../../src/reactor/mailbox.js' {
+  interface ReactorOps {
+    'blk.startQueue': { args: BlkQueueSpec; result: { reactor: number; recovered: number } };
+    'blk.stopQueue': { args: { ctrlr: string; qid: number }; result: { lastAvail: number; counters: BlkQueueCounters } | null };
+    'blk.coalescing': { args: { ctrlr: string } & Coalescing; result: null };
+    'blk.queueInfo': { args: { ctrlr: string }; result: BlkQueueInfo[] };
+  }
+}
+
+/** One queue in blk.queueInfo (vhost_get_controllers). */
+export interface BlkQueueInfo extends BlkQueueCounters {
+  qid: number; lastAvail: number; inflight: number; notifications: number; resubmitted: number;
+}
 
 const queues = new Map<string, BlkQueue>();
 const key = (ctrlr: string, qid: number) => `${ctrlr}/${qid}`;
@@ -50,7 +66,7 @@ registerOp('blk.coalescing', (_r: Reactor, a: { ctrlr: string; delayBaseUs: numb
 });
 
 registerOp('blk.queueInfo', (_r: Reactor, a: { ctrlr: string }, reply) => {
-  const out = [];
+  const out: BlkQueueInfo[] = [];
   for (const q of queues.values()) {
     if (q.spec.ctrlr === a.ctrlr) {
       out.push({ qid: q.spec.qid, lastAvail: q.lastAvail, inflight: q.inFlight, notifications: q.vq.notifications, resubmitted: q.resubmitted, ...q.counters });

@@ -4,6 +4,23 @@ import { closeBdevChannel, openBdevChannel } from '../../bdev/reactor_channels.j
 import { MemRegionSpec } from '../../src/memory/guest_memory.js';
 import { NvmeCtrlr, NvmeCtrlrSpec, NvmeNsSpec, NsNotice } from './nvme_ctrlr.js';
 
+/** The operations and notice below, checked on both sides (nvme_device.ts). */
+declare module '../../src/reactor/mailbox.js' {
+  interface ReactorOps {
+    'nvme.enable': { args: NvmeCtrlrSpec; result: { reactor: number } };
+    'nvme.disable': { args: { ctrlr: string }; result: { counters: Record<string, unknown> } | null };
+    'nvme.memory': { args: { ctrlr: string; mem: MemRegionSpec[]; removing: boolean }; result: null };
+    'nvme.msix': { args: { ctrlr: string; fds: number[] }; result: null };
+    'nvme.addNs': { args: { ctrlr: string; ns: NvmeNsSpec }; result: null };
+    'nvme.nsResized': { args: { ctrlr: string; nsid: number }; result: NsNotice | 'not-enabled' };
+    'nvme.info': { args: { ctrlr: string }; result: Record<string, unknown> | null };
+  }
+  interface ReactorEvents {
+    /** A controller went fatal (CSTS.CFS): the reason. */
+    nvmeFatal: { ctrlr: string; why: string };
+  }
+}
+
 const ctrlrs = new Map<string, NvmeCtrlr>();
 
 function get(name: string): NvmeCtrlr | undefined { return ctrlrs.get(name); }

@@ -116,7 +116,7 @@ export class ScsiController implements VhostTarget {
     this.ref(reactor, 1);
     let r: { recovered: number };
     try {
-      r = await this.pool.call<{ recovered: number }>(reactor, 'scsi.startQueue', spec);
+      r = await this.pool.call(reactor, 'scsi.startQueue', spec);
     } catch (e) {
       this.ref(reactor, -1);
       throw e;
@@ -138,7 +138,7 @@ export class ScsiController implements VhostTarget {
     type Stopped = { lastAvail: number; tmfs?: { total: number; rejected: number; waited: number } } | null;
     let r: Stopped = null;
     try {
-      r = await this.pool.call<Stopped>(v.reactor, 'scsi.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
+      r = await this.pool.call(v.reactor, 'scsi.stopQueue', { ctrlr: this.ctrlr, qid: v.index });
       const t = r?.tmfs;
       if (t && t.total > 0) {
         log.info(`${this.ctrlr}: the control queue answered ${t.total} task management function(s): ` +
@@ -222,7 +222,7 @@ export class ScsiController implements VhostTarget {
     let sent = false;
     if (this.eventRunning) {
       try {
-        sent = await this.pool.call<boolean>(this.reactorFor(V.EVENTQ), 'scsi.event', { ctrlr: this.ctrlr, event, target, reason });
+        sent = await this.pool.call(this.reactorFor(V.EVENTQ), 'scsi.event', { ctrlr: this.ctrlr, event, target, reason });
       } catch { sent = false; }
     }
     if (!sent) this.eventMissed = true;
@@ -230,7 +230,7 @@ export class ScsiController implements VhostTarget {
 
   async queueInfo(): Promise<unknown[]> {
     const out: unknown[] = [];
-    for (const r of new Set(this.reactors)) out.push(...await this.pool.call<unknown[]>(r, 'scsi.queueInfo', { ctrlr: this.ctrlr }));
+    for (const r of new Set(this.reactors)) out.push(...await this.pool.call(r, 'scsi.queueInfo', { ctrlr: this.ctrlr }));
     return out;
   }
 }

@@ -17,13 +17,12 @@
 // - the event queue takes the buffers it held back first, so none is lost, and flags
 //   VIRTIO_SCSI_T_EVENTS_MISSED: the event that was being written died with the back end.
 //   (libvhost-user re-pops unanswered elements of every queue the same way.)
-import { Chain, CHAIN_OK, SplitQueue, SplitQueueSpec } from '../../src/virtio/split_queue.js';
+import { CHAIN_OK, SplitQueueSpec } from '../../src/virtio/split_queue.js';
+import { VirtioQueue } from '../../src/virtio/virtio_queue.js';
+import { eventfdDrain } from '../../native/libc.js';
 import { GuestMemory, MemRegionSpec } from '../../src/memory/guest_memory.js';
 import { SegmentTable } from '../../bdev/bdev_io.js';
 import { BdevChannelSpec } from '../../bdev/types.js';
-import { Poller } from '../../src/reactor/poller.js';
-import { eventfdDrain, view } from '../../native/libc.js';
-import { InflightRegion, inflightQueueBytes } from '../../src/virtio/inflight.js';
 import { blockIoDone, DataDir, executeScsi, LunInfo, ScsiLun, ScsiTask, ScsiTaskSink } from './scsi/index.js';
 import * as V from './virtio_scsi.js';
 
@@ -127,87 +126,18 @@ function scatter(mem: GuestMemory, s: SegmentTable, from: number, count: number,
   return put;
 }
 
-abstract class QueueBase implements Poller {
-  readonly name: string;
-  readonly vq: SplitQueue;
-  protected readonly mem: GuestMemory;
-  protected readonly segs: SegmentTable;
-  protected readonly chain = new Chain();
-  stopping = false;
-  readonly counters: ScsiQueueCounters = newCounters();
-  /** Called once when a stopping queue has nothing left in flight. */
-  onDrained: ((q: QueueBase) => void) | null = null;
-  /** Called once (not per request) when the guest breaks the ring protocol. */
-  onBroken: ((q: QueueBase, why: string) => void) | null = null;
-  protected readonly ifl: InflightRegion | null = null;
-  /** Heads the previous back end left in flight, oldest first (null when none are left to run). */
-  protected recoveredHeads: number[] | null = null;
-  /** Heads found in flight in the inflight region at start. */
-  recovered = 0;
-  /** Of those, heads run again (or, on the event queue, buffers reused). */
-  resubmitted = 0;
-
-  /** Runs `list` (recovered heads, oldest first) through `q.handle` until the ring breaks; returns its length. */
-  protected rerun(list: number[], q: { handle(head: number): void }): number {
-    for (let i = 0; i < list.length; i++) {
-      q.handle(list[i]);
-      this.resubmitted++;
-      if (this.vq.broken !== null) { this.fail(this.vq.broken); break; }
-    }
-    return list.length;
-  }
-
+/** A virtio-scsi queue: the virtqueue machinery, plus the answer to a chain that cannot be served. */
+abstract class QueueBase extends VirtioQueue<ScsiQueueCounters> {
   constructor(kind: string, readonly spec: ScsiQueueSpec, segsPerHead: number) {
-    this.name = `scsi:${spec.ctrlr}:${kind}${spec.qid}`;
-    this.mem = new GuestMemory(spec.mem);
-    this.vq = new SplitQueue(this.mem, spec.ring);
-    const n = this.vq.size;
-    this.segs = new SegmentTable(n * segsPerHead);
-    if (spec.inflight) {
-      this.ifl = new InflightRegion(view(spec.inflight.addr, inflightQueueBytes(n)), 0, n);
-      const rec = this.ifl.recover(this.vq.usedIndex);
-      if (rec) {
-        this.vq.lastAvail = rec.lastAvail;
-        if (rec.resubmit.length > 0) { this.recoveredHeads = rec.resubmit; this.recovered = rec.resubmit.length; }
-      }
-    }
+    super(`scsi:${spec.ctrlr}:${kind}${spec.qid}`, spec, segsPerHead, newCounters());
   }
 
-  get lastAvail(): number { return this.vq.lastAvail; }
-
-  /** A head was taken off the avail ring (tracked in the inflight region). */
-  protected fetched(head: number): void { if (this.ifl !== null) this.ifl.fetched(head); }
-
-  /** Puts a head on the used ring (published by flushUsed). */
-  protected used(head: number, len: number): void {
-    this.vq.pushUsed(head, len);
-    if (this.ifl !== null) this.ifl.completed(head);
-  }
-
-  /** Publishes used entries (one index update, at most one notification); the inflight region follows. */
-  flushUsed(): number {
-    const n = this.vq.flush();
-    if (n > 0 && this.ifl !== null) this.ifl.published(this.vq.usedIndex);
-    return n;
-  }
-  abstract get inFlight(): number;
-
-  wakeFds(): number[] { return [this.spec.kickFd]; }
-  armInterrupt(): boolean { eventfdDrain(this.spec.kickFd); return this.vq.enableKicks(); }
-  disarmInterrupt(): void { this.vq.suppressKicks(); }
-
-  protected fail(why: string): void {
-    this.counters.lastError = why;
-    if (this.onBroken) { const f = this.onBroken; this.onBroken = null; f(this, why); }
-  }
-
+  /** A chain that cannot be served goes back unused (as SPDK does). */
   protected badChain(head: number, why: string): void {
     this.counters.badChains++;
     this.counters.lastError = `request ${head}: ${why}`;
     this.used(head, 0);
   }
-
-  abstract poll(): number;
 }
 
 // ---------------------------------------------------------------- request queue
@@ -251,35 +181,15 @@ export class ScsiRequestQueue extends QueueBase implements ScsiTaskSink {
 
   get inFlight(): number { return this.count; }
 
-  /**
-   * Runs the commands the previous back end left in flight, oldest first. Called when the
-   * queue starts, before the control queue can look for them (and by poll, in case).
-   */
-  runRecovered(): number {
-    const list = this.recoveredHeads;
-    if (list === null) return 0;
-    this.recoveredHeads = null;
-    return this.rerun(list, this);
-  }
+  // runRecovered() (VirtioQueue) runs the commands the previous back end left in flight,
+  // oldest first: called when the queue starts, before the control queue can look for them.
 
   poll(): number {
-    const vq = this.vq;
     if (this.st.idleTargets !== 0) this.st.flushIdle();
-    if (vq.broken !== null) return 0;
-    let work = this.flushUsed();
-    if (this.recoveredHeads !== null) work += this.runRecovered();
-    if (this.stopping) {
-      if (this.count === 0 && this.onDrained) { const f = this.onDrained; this.onDrained = null; f(this); }
-      return work;
-    }
-    const n = vq.fetchBatch(this);
-    if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
-    if (n > 0) vq.keepKicksSuppressed();
-    work += n + this.flushUsed();
-    return work;
+    return this.pollRequests();
   }
 
-  /** Runs one request (called by SplitQueue.fetchBatch). */
+  /** Runs one request (handed over by VirtioQueue's fetch loop, or recovered). */
   handle(head: number): void {
     this.counters.requests++;
     if (this.busy[head] !== 0) { this.vq.broken = `request ${head} was made available while still in flight`; return; }
@@ -490,11 +400,8 @@ export class ScsiControlQueue extends QueueBase {
   }
 
   /** Runs the TMFs the previous back end left unanswered (once resumed); returns how many. */
-  runRecovered(): number {
-    const list = this.recoveredHeads;
-    if (list === null || this.holding) return 0;
-    this.recoveredHeads = null;
-    return this.rerun(list, this);
+  override runRecovered(): number {
+    return this.holding ? 0 : super.runRecovered();
   }
 
   poll(): number {
@@ -508,13 +415,13 @@ export class ScsiControlQueue extends QueueBase {
     }
     if (this.holding && !this.resume(performance.now())) return work;
     if (this.recoveredHeads !== null) work += this.runRecovered();
-    const n = vq.fetchBatch(this);
+    const n = this.fetchHeads();
     if (vq.broken !== null) { this.fail(vq.broken); return work + n; }
     work += n + this.flushUsed();
     return work;
   }
 
-  /** Runs one request (called by SplitQueue.fetchBatch). */
+  /** Runs one request (handed over by VirtioQueue's fetch loop, or recovered). */
   handle(head: number): void {
     this.counters.requests++;
     if (this.pWait[head] !== 0) { this.vq.broken = `control request ${head} was made available while still in flight`; return; }
@@ -690,6 +597,9 @@ export class ScsiEventQueue extends QueueBase {
   }
 
   get inFlight(): number { return 0; }
+
+  /** Never called: event buffers are taken by nextBuffer() when there is an event to write. */
+  handle(_head: number): void { /* nothing */ }
 
   /** Queues an event for the guest (sent on the next poll, or dropped if it has no buffer). */
   post(event: number, target: number, reason: number): void {

@@ -8,6 +8,7 @@ import { ScsiLun } from './scsi/index.js';
 import { ScsiControlQueue, ScsiCtrlState, ScsiEventQueue, ScsiQueueSpec, ScsiRequestQueue,
   ScsiTargetSpec } from './scsi_queue.js';
 import { CONTROLQ, EVENTQ } from './virtio_scsi.js';
+import type { Coalescing } from '../../src/virtio/split_queue.js';
 
 type AnyQueue = ScsiRequestQueue | ScsiControlQueue | ScsiEventQueue;
 
@@ -20,6 +21,31 @@ export interface ScsiStartSpec extends ScsiQueueSpec {
   /** Event queue: an event was lost while it was not running. */
   missed?: boolean;
 }
+
+/** The operations below, checked on both sides (ReactorPool.call in scsi_controller.ts). */
+declare module '../../src/reactor/mailbox.js' {
+  interface ReactorOps {
+    'scsi.startQueue': { args: ScsiStartSpec; result: { reactor: number; recovered: number } };
+    'scsi.stopQueue': { args: { ctrlr: string; qid: number }; result: ScsiQueueStopped | null };
+    'scsi.coalescing': { args: { ctrlr: string } & Coalescing; result: null };
+    'scsi.addTarget': { args: { ctrlr: string; target: ScsiTargetSpec }; result: boolean };
+    'scsi.removeTarget': { args: { ctrlr: string; target: number; gen: number }; result: boolean };
+    'scsi.event': { args: { ctrlr: string; event: number; target: number; reason: number }; result: boolean };
+    'scsi.tables': { args: { ctrlr: string; tables: (SharedArrayBuffer | null)[] }; result: boolean };
+    'scsi.queueInfo': { args: { ctrlr: string }; result: ScsiQueueInfo[] };
+  }
+}
+
+/** What a stopped queue reports: where the guest's ring is, its counters, TMFs (control queue). */
+export interface ScsiQueueStopped {
+  lastAvail: number; counters: ScsiQueueCounters; tmfs: { total: number; rejected: number; waited: number } | undefined;
+}
+
+/** One queue in scsi.queueInfo (vhost_get_controllers). */
+export type ScsiQueueInfo = ScsiQueueCounters & {
+  qid: number; lastAvail: number; inflight: number; notifications: number; recovered: number; resubmitted: number;
+};
+type ScsiQueueCounters = AnyQueue['counters'];
 
 const queues = new Map<string, AnyQueue>();
 const states = new Map<string, ScsiCtrlState>();
@@ -96,7 +122,7 @@ registerOp('scsi.startQueue', (r: Reactor, spec: ScsiStartSpec, reply) => {
     release(r, st);
     throw e;
   }
-  q.onBroken = (bq, why) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
+  q.onBroken = (bq: { lastAvail: number }, why: string) => r.emit('queueBroken', { ctrlr: spec.ctrlr, qid: spec.qid, why, lastAvail: bq.lastAvail });
   queues.set(k, q);
   r.addPoller(q, spec.qid === CONTROLQ || spec.qid === EVENTQ);
   // commands left in flight by a previous back end run now, so that they are in the
@@ -161,7 +187,7 @@ registerOp('scsi.tables', (_r: Reactor, a: { ctrlr: string; tables: (SharedArray
 });
 
 registerOp('scsi.queueInfo', (_r: Reactor, a: { ctrlr: string }, reply) => {
-  const out = [];
+  const out: ScsiQueueInfo[] = [];
   for (const q of queues.values()) {
     if (q.spec.ctrlr === a.ctrlr) {
       out.push({ qid: q.spec.qid, lastAvail: q.lastAvail, inflight: q.inFlight, notifications: q.vq.notifications,

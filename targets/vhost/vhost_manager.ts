@@ -47,7 +47,7 @@ export class VhostManager {
   constructor(readonly pool: ReactorPool, readonly bdevs: BdevRegistry, readonly socketDir: string) {
     pool.onEvent((reactor, e) => {
       if (e.event === 'queueBroken') {
-        const d = e.data as { ctrlr: string; qid: number; why: string };
+        const d = e.data;
         log.error(`${d.ctrlr}: queue ${d.qid} stopped: the guest broke the virtqueue protocol (${d.why}); ` +
           'the device needs a reset by the guest driver');
       }

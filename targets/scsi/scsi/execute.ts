@@ -69,36 +69,43 @@ export function executeScsi(lun: ScsiLun | null, task: ScsiTask): void {
   if ((ctl & 0x04) !== 0) { invalidCdbField(t, need - 1, 2); completeTask(t); return; } // NACA
   if ((ctl & 0x01) !== 0) { invalidCdbField(t, need - 1, 0); completeTask(t); return; } // LINK (obsolete)
 
-  switch (op) {
-    case Op.READ_6: case Op.READ_10: case Op.READ_12: case Op.READ_16:
-    case Op.WRITE_6: case Op.WRITE_10: case Op.WRITE_12: case Op.WRITE_16:
-      execReadWrite(t, lun!); return;
-    case Op.WRITE_SAME_10: case Op.WRITE_SAME_16: execWriteSame(t, lun!); return;
-    case Op.UNMAP: execUnmap(t, lun!); return;
-    case Op.SYNCHRONIZE_CACHE_10: case Op.SYNCHRONIZE_CACHE_16: execSyncCache(t, lun!); return;
-    case Op.VERIFY_10: case Op.VERIFY_12: case Op.VERIFY_16: execVerify(t, lun!); return;
-    case Op.INQUIRY: inquiry(t, absent ? null : lun); return;
-    case Op.REQUEST_SENSE: requestSense(t, absent); return;
-    case Op.REPORT_LUNS: reportLuns(t); return;
-    case Op.TEST_UNIT_READY:
-      if (lun!.channel === null) checkCondition(t, SenseKey.NOT_READY, Asc.LUN_NOT_READY);
-      completeTask(t);
-      return;
-    case Op.START_STOP_UNIT: startStop(t, lun!); return;
-    case Op.READ_CAPACITY_10: readCapacity10(t, lun!); return;
-    case Op.SERVICE_ACTION_IN_16: serviceActionIn16(t, lun!); return;
-    case Op.MODE_SENSE_6: case Op.MODE_SENSE_10: {
-      const alloc = op === Op.MODE_SENSE_10 ? be16(c, 7) : c[4];
-      const len = modeSense(t, lun!, scratch);
-      if (len < 0) { completeTask(t); return; }
-      respond(t, len, alloc);
-      return;
-    }
-    case Op.MODE_SELECT_6: case Op.MODE_SELECT_10: modeSelectCmd(t, lun!); return;
-    default: // unreachable: CDB_LEN lists exactly the cases above
-      checkCondition(t, SenseKey.ILLEGAL_REQUEST, Asc.INVALID_COMMAND_OPERATION_CODE);
-      completeTask(t);
-  }
+  OPS[op](t, lun!, absent);
+}
+
+/** Runs one command on a present LUN (or, for the three that answer for an absent one, lun may be absent). */
+type OpHandler = (t: ScsiTask, lun: ScsiLun, absent: boolean) => void;
+
+function unsupported(t: ScsiTask): void { // unreachable: CDB_LEN lists exactly the opcodes below
+  checkCondition(t, SenseKey.ILLEGAL_REQUEST, Asc.INVALID_COMMAND_OPERATION_CODE);
+  completeTask(t);
+}
+
+/** The handler of every operation code (a table indexed by the opcode, as CDB_LEN). */
+const OPS: OpHandler[] = new Array<OpHandler>(256).fill(unsupported);
+for (const op of [Op.READ_6, Op.READ_10, Op.READ_12, Op.READ_16, Op.WRITE_6, Op.WRITE_10, Op.WRITE_12, Op.WRITE_16]) OPS[op] = execReadWrite;
+OPS[Op.WRITE_SAME_10] = OPS[Op.WRITE_SAME_16] = execWriteSame;
+OPS[Op.UNMAP] = execUnmap;
+OPS[Op.SYNCHRONIZE_CACHE_10] = OPS[Op.SYNCHRONIZE_CACHE_16] = execSyncCache;
+OPS[Op.VERIFY_10] = OPS[Op.VERIFY_12] = OPS[Op.VERIFY_16] = execVerify;
+OPS[Op.INQUIRY] = (t, lun, absent) => inquiry(t, absent ? null : lun);
+OPS[Op.REQUEST_SENSE] = (t, _lun, absent) => requestSense(t, absent);
+OPS[Op.REPORT_LUNS] = (t) => reportLuns(t);
+OPS[Op.TEST_UNIT_READY] = (t, lun) => {
+  if (lun.channel === null) checkCondition(t, SenseKey.NOT_READY, Asc.LUN_NOT_READY);
+  completeTask(t);
+};
+OPS[Op.START_STOP_UNIT] = startStop;
+OPS[Op.READ_CAPACITY_10] = readCapacity10;
+OPS[Op.SERVICE_ACTION_IN_16] = serviceActionIn16;
+OPS[Op.MODE_SENSE_6] = OPS[Op.MODE_SENSE_10] = modeSenseCmd;
+OPS[Op.MODE_SELECT_6] = OPS[Op.MODE_SELECT_10] = modeSelectCmd;
+
+function modeSenseCmd(t: ScsiTask, lun: ScsiLun): void {
+  const c = t.cdb;
+  const alloc = c[0] === Op.MODE_SENSE_10 ? be16(c, 7) : c[4];
+  const len = modeSense(t, lun, scratch);
+  if (len < 0) { completeTask(t); return; }
+  respond(t, len, alloc);
 }
 
 function inquiry(t: ScsiTask, lun: ScsiLun | null): void {
