@@ -72,8 +72,15 @@ export function nestedGuestDevices(o: { nvmeImage: string; nvmeSerial: string; a
   ];
 }
 
-/** Guest-side (busybox) part: mounts the host root, binds the SSD to vfio-pci, runs the script in the chroot. */
-export function nestedGuestScript(bindVfio: boolean): string {
+/** Host directories the guest covers with a tmpfs (writable scratch in a read-only root). */
+const SCRATCH_DIRS = ["/tmp", "/var/tmp", "/run"];
+
+/**
+ * Guest-side (busybox) part: mounts the host root, binds the SSD to vfio-pci, runs the script in the chroot.
+ * A checkout under a scratch directory (CI may clone into /tmp) is bound back over the tmpfs.
+ */
+export function nestedGuestScript(bindVfio: boolean, repoRoot = REPO_ROOT): string {
+  const hidden = SCRATCH_DIRS.some((d) => repoRoot.startsWith(d + "/"));
   return `
 set -e
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -82,8 +89,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroo
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -o rbind /dev /host/dev
-for d in /tmp /var/tmp /run; do mount -t tmpfs tmpfs /host$d; done
-cp /inner.sh /inner_lib.sh /host/tmp/
+${hidden ? `mkdir -p /repo && mount -o bind "/host${repoRoot}" /repo\n` : ""}for d in ${SCRATCH_DIRS.join(" ")}; do mount -t tmpfs tmpfs /host$d; done
+${hidden ? `mkdir -p "/host${repoRoot}" && mount -o bind /repo "/host${repoRoot}"\n` : ""}cp /inner.sh /inner_lib.sh /host/tmp/
 ${bindVfio ? `echo "nested: binding ${NVME_ADDR} to vfio-pci"
 [ -e /sys/bus/pci/devices/${NVME_ADDR}/driver ] && echo ${NVME_ADDR} > /sys/bus/pci/devices/${NVME_ADDR}/driver/unbind
 echo vfio-pci > /sys/bus/pci/devices/${NVME_ADDR}/driver_override
@@ -91,7 +98,7 @@ echo ${NVME_ADDR} > /sys/bus/pci/drivers/vfio-pci/bind` : ""}
 echo "nested_ready_s=$(up)"
 set +e
 chroot /host /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/tmp \\
-  NVME_ADDR=${NVME_ADDR} VIRTFS_ADDR=${VIRTFS_ADDR} /bin/bash -c 'cd "${REPO_ROOT}" && source /tmp/inner.sh'
+  NVME_ADDR=${NVME_ADDR} VIRTFS_ADDR=${VIRTFS_ADDR} /bin/bash -c 'cd "${repoRoot}" && source /tmp/inner.sh'
 rc=$?
 echo "nested_end_s=$(up)"
 exit $rc
