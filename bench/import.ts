@@ -5,36 +5,18 @@
 //   npm run build && node dist/bench/import.js [--runs 3] [--mib 256]
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, openSync, writeSync, closeSync } from "node:fs";
-import { createConnection } from "node:net";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnTracked, stopTracked, waitForSocket } from "./lib/proc.js";
 import { median } from "./lib/stats.js";
+import { numArg, rpc } from "./lib/script.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
+const arg = numArg;
 const runs = arg("--runs", 3), mib = arg("--mib", 256);
 
-function rpc(sock: string, method: string, params?: unknown): Promise<any> {
-  return new Promise((res, rej) => {
-    const c = createConnection(sock);
-    let buf = "";
-    c.on("data", (d) => {
-      buf += d;
-      if (!buf.includes("\n")) return;
-      c.end();
-      const r = JSON.parse(buf);
-      if (r.error) rej(new Error(`${method}: ${r.error.message}`)); else res(r.result);
-    });
-    c.on("error", rej);
-    c.write(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }));
-  });
-}
 
 /** Half random (incompressible), half text (compressible), no holes. */
 function makeImage(path: string): void {

@@ -7,37 +7,19 @@
 // capped rates against their limits, and Free's rate beside the capped ones against alone.
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildTools, DEFAULT_SRC } from "./lib/build.js";
 import { spawnTracked, stopTracked, waitForSocket } from "./lib/proc.js";
 import { median } from "./lib/stats.js";
+import { numArg, rpc } from "./lib/script.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
+const arg = numArg;
 const runs = arg("--runs", 5), timeS = arg("--time", 3), iopsCap = arg("--iops", 20000), mbCap = arg("--mbytes", 200);
 const qd = arg("--qd", 32);
 
-function rpc(sock: string, method: string, params?: unknown): Promise<unknown> {
-  return new Promise((res, rej) => {
-    const c = createConnection(sock);
-    let buf = "";
-    c.on("data", (d) => {
-      buf += d;
-      if (!buf.includes("\n")) return;
-      c.end();
-      const r = JSON.parse(buf);
-      if (r.error) rej(new Error(`${method}: ${r.error.message}`)); else res(r.result);
-    });
-    c.on("error", rej);
-    c.write(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }));
-  });
-}
 
 interface Rate { iops: number; mibS: number }
 

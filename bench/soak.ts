@@ -6,35 +6,17 @@
 // per sample and the growth from the first sample after warm-up to the last.
 import { execFile } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, closeSync, openSync, ftruncateSync } from "node:fs";
-import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildTools, DEFAULT_SRC } from "./lib/build.js";
 import { spawnTracked, stopTracked } from "./lib/proc.js";
+import { numArg, rpc } from "./lib/script.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
+const arg = numArg;
 const minutes = arg("--minutes", 10), sampleS = arg("--sample-s", 10);
 
-function rpc(sock: string, method: string, params?: unknown): Promise<unknown> {
-  return new Promise((res, rej) => {
-    const c = createConnection(sock);
-    let buf = "";
-    c.on("data", (d) => {
-      buf += d;
-      if (!buf.includes("\n")) return;
-      c.end();
-      const r = JSON.parse(buf);
-      if (r.error) rej(new Error(`${method}: ${r.error.message}`)); else res(r.result);
-    });
-    c.on("error", rej);
-    c.write(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }));
-  });
-}
 
 function vl(bin: string, args: string[]): Promise<number> {
   return new Promise((res) => execFile(bin, args, { timeout: 60_000 }, (e) => res(e ? ((e as { code?: number }).code ?? -1) : 0)));
