@@ -10,7 +10,6 @@ import { FdLoop } from '../vhost/fd_loop.js';
 import { unixListen, unixAccept, recvWithFds, sendWithFds, shutdownSocket } from '../../native/socket.js';
 import { closeQuiet } from '../../native/libc.js';
 import { NativeError } from '../../native/errors.js';
-import { checkLostMappings, installSigbusGuard, sigbusEventFd } from '../../native/sigbus.js';
 import { MAX_ADDR } from '../memory/guest_memory.js';
 import { DmaTable, DmaWindow } from './dma.js';
 import * as P from './protocol.js';
@@ -85,7 +84,7 @@ export class VfioUserServer {
       throw e;
     }
     this.loop.watch(this.listenFd, () => this.onAccept());
-    watchSigbus(this.loop);
+    this.loop.watchSigbusGuard();
   }
 
   private onAccept(): void {
@@ -393,13 +392,6 @@ const MAX_WAITING = 8;
 const MAX_QUEUED = 64, MAX_QUEUED_BYTES = 4 << 20;
 
 /** The SIGBUS guard's eventfd is watched once per loop (one per process; vhost-user watches it on its own loop). */
-const sigbusWatched = new WeakSet<FdLoop>();
-function watchSigbus(loop: FdLoop): void {
-  if (sigbusWatched.has(loop) || installSigbusGuard() !== null) return;
-  sigbusWatched.add(loop);
-  loop.watch(sigbusEventFd(), () => checkLostMappings());
-}
-
 /**
  * DEVICE_GET_REGION_INFO reply: struct + sparse mmap cap (if it fits in argsz).
  *

@@ -9,7 +9,7 @@ import * as P from './protocol.js';
 import { dmaRegistry } from '../memory/dma_registry.js';
 import { MappedRegion, mapRegion, unmapRegion, checkOverlap, parseRegion, toSpecs, MemoryError, checkBacked, guardShrink, guardRegion }
   from './memory_table.js';
-import { GuardSlot, guardMapping, unguardMapping, installSigbusGuard, sigbusEventFd, checkLostMappings } from '../../native/sigbus.js';
+import { GuardSlot, guardMapping, unguardMapping } from '../../native/sigbus.js';
 import { QueueInflight, VhostTarget, VringState } from './target.js';
 import { VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_RING_F_EVENT_IDX, bit } from '../virtio/constants.js';
 import { logger } from '../log.js';
@@ -84,7 +84,7 @@ export class VhostUserDevice {
     if (existsSync(this.socketPath)) unlinkSync(this.socketPath);
     this.listenFd = unixListen(this.socketPath);
     this.loop.watch(this.listenFd, () => this.onAccept());
-    watchSigbus(this.loop);
+    this.loop.watchSigbusGuard();
   }
 
   get connected(): boolean { return this.connFd >= 0; }
@@ -658,13 +658,6 @@ function checkFd(f: () => void): void {
 }
 
 /** The SIGBUS guard's eventfd is watched once per loop (one per process, but tests make more). */
-const sigbusWatched = new WeakSet<FdLoop>();
-function watchSigbus(loop: FdLoop): void {
-  if (sigbusWatched.has(loop) || installSigbusGuard() !== null) return;
-  sigbusWatched.add(loop);
-  loop.watch(sigbusEventFd(), () => checkLostMappings());
-}
-
 /** Front ends accepted while another is connected, kept waiting (more are refused). */
 const MAX_WAITING = 8;
 

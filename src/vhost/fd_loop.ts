@@ -2,6 +2,7 @@
 // thread: one epoll_wait runs on the thread pool at a time, its results come back here.
 import { Epoll, EPOLLIN } from '../../native/epoll.js';
 import { eventfd, eventfdSignal, eventfdDrain } from '../../native/libc.js';
+import { checkLostMappings, installSigbusGuard, sigbusEventFd } from '../../native/sigbus.js';
 
 export type FdHandler = (events: number) => void;
 
@@ -10,6 +11,7 @@ export class FdLoop {
   private readonly handlers = new Map<number, FdHandler>();
   private readonly wake = eventfd();
   private waiting = false;
+  private sigbusWatched = false;
   private closed = false;
 
   constructor() { this.ep.add(this.wake); }
@@ -50,5 +52,15 @@ export class FdLoop {
   close(): void {
     this.closed = true;
     eventfdSignal(this.wake);
+  }
+
+  /**
+   * Calls checkLostMappings when the SIGBUS guard reports a lost guest mapping (once per loop;
+   * nothing where the guard cannot be installed), so the owner drops that front end.
+   */
+  watchSigbusGuard(): void {
+    if (this.sigbusWatched || installSigbusGuard() !== null) return;
+    this.sigbusWatched = true;
+    this.watch(sigbusEventFd(), () => checkLostMappings());
   }
 }
